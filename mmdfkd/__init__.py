@@ -1,0 +1,15 @@
+"""mmdfkd: data-free knowledge distillation of object detectors into compact ViT students.
+
+Importing the package registers its modules into mmdet's registries, so a config only needs
+``custom_imports=dict(imports=['mmdfkd'], allow_failed_imports=False)``. It also lets mmengine's
+own checkpoints load under torch's default ``weights_only=True`` (see
+:mod:`mmdfkd.utils.safe_checkpoint`).
+"""
+from .utils import allow_mmengine_checkpoint_globals
+from .version import __version__
+
+allow_mmengine_checkpoint_globals()
+
+from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
+
+__all__ = ['__version__']

@@ -1,0 +1,70 @@
+"""Let mmengine checkpoints load under ``torch.load(weights_only=True)``.
+
+torch >= 2.6 loads checkpoints with ``weights_only=True`` by default, and mmengine 0.10.7 calls
+``torch.load`` without the argument. Checkpoints written by mmengine's Runner hold more than
+tensors: numpy scalars and arrays in ``meta`` and the message hub, and ``HistoryBuffer`` objects
+whose pickled state names their statistics methods through ``getattr(HistoryBuffer, 'mean')``.
+Without help, loading or resuming such a checkpoint fails.
+
+A checkpoint is untrusted input, so ``weights_only`` stays on. This module adds exactly the types
+those checkpoints contain to torch's allow-list. ``builtins.getattr`` in particular is never
+allowed as such: the name resolves to :func:`_history_buffer_getattr`, which only looks up
+statistics methods registered on ``HistoryBuffer`` and refuses anything else.
+"""
+import pickle
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+# numpy >= 2 moved ``numpy.core`` to ``numpy._core``; checkpoints written under either name load.
+_NUMPY_CORE = np._core if hasattr(np, '_core') else np.core
+_BUILTIN_STATISTICS = frozenset({'min', 'max', 'mean', 'current'})
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Callable:
+    """Stand-in for ``getattr`` while unpickling: only ``HistoryBuffer`` statistics methods.
+
+    Args:
+        obj: The object the pickle asks an attribute of; must be the ``HistoryBuffer`` class.
+        name: The attribute name; must be a statistics method registered on ``HistoryBuffer``
+            (``min``, ``max``, ``mean``, ``current`` or one added by ``register_statistics``).
+
+    Returns:
+        The statistics method.
+
+    Raises:
+        pickle.UnpicklingError: For any other object or name.
+    """
+    # The class-level registry stays empty until a first HistoryBuffer is created, so the
+    # built-in statistics are allowed by name as well.
+    allowed = _BUILTIN_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return HistoryBuffer._statistics_methods.get(name) or getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only the '
+        f'HistoryBuffer statistics methods {sorted(allowed)} are allowed. The checkpoint was '
+        'not written by mmengine or has been tampered with.')
+
+
+def _safe_globals() -> list:
+    """Returns the allow-list entries, as accepted by ``torch.serialization.add_safe_globals``."""
+    entries: list = [HistoryBuffer, np.dtype, np.ndarray,
+                     (_history_buffer_getattr, 'builtins.getattr')]
+    for core in ('numpy._core', 'numpy.core'):
+        entries.append((_NUMPY_CORE.multiarray._reconstruct, f'{core}.multiarray._reconstruct'))
+        entries.append((_NUMPY_CORE.multiarray.scalar, f'{core}.multiarray.scalar'))
+    # numpy >= 1.25 pickles the dtype of an array by its class, e.g. numpy.dtypes.Float64DType.
+    if hasattr(np, 'dtypes'):
+        entries.extend(getattr(np.dtypes, name) for name in np.dtypes.__all__)
+    return entries
+
+
+def allow_mmengine_checkpoint_globals() -> None:
+    """Adds the types of mmengine Runner checkpoints to torch's weights-only allow-list.
+
+    Idempotent; called when :mod:`mmdfkd` is imported. Pickled code (``os.system``,
+    ``builtins.eval``, arbitrary classes) is still refused.
+    """
+    torch.serialization.add_safe_globals(_safe_globals())

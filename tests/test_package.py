@@ -1,0 +1,41 @@
+"""The package imports, and what it exports is registered in mmdet's registries."""
+import os
+
+import pytest
+from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+import mmdfkd
+import mmdfkd.engine
+import mmdfkd.models
+from conftest import TEACHER_CONFIG, run_tool
+from mmdfkd.version import __version__
+
+
+def test_version():
+    assert mmdfkd.__version__ == __version__
+    assert __version__.count('.') == 2
+
+
+@pytest.mark.parametrize('name', mmdfkd.models.__all__)
+def test_models_are_registered_in_mmdet(name):
+    assert MODELS.get(name) is getattr(mmdfkd.models, name)
+
+
+@pytest.mark.parametrize('name', mmdfkd.engine.__all__)
+def test_optim_wrapper_constructors_are_registered_in_mmdet(name):
+    assert OPTIM_WRAPPER_CONSTRUCTORS.get(name) is getattr(mmdfkd.engine, name)
+
+
+def test_custom_imports_in_a_config_registers_the_package(tmp_path):
+    """A fresh process that only reads a config with custom_imports sees mmdfkd's modules."""
+    script = tmp_path / 'check.py'
+    script.write_text(
+        'from mmengine.config import Config\n'
+        'from mmdet.registry import MODELS\n'
+        f'cfg = Config.fromfile({TEACHER_CONFIG!r})\n'
+        'assert cfg.custom_imports.imports == ["mmdfkd"]\n'
+        'assert MODELS.get("TimmViT") is not None and MODELS.get("SimpleFeaturePyramid")\n'
+        'print("registered")\n')
+    result = run_tool([str(script)], cwd=os.getcwd())
+    assert result.returncode == 0, result.stderr
+    assert 'registered' in result.stdout

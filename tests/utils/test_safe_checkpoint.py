@@ -1,0 +1,72 @@
+"""mmengine checkpoints load under weights_only=True once mmdfkd is imported; pickled code does
+not."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner import load_checkpoint, save_checkpoint
+
+import mmdfkd  # noqa: F401  (installs the allow-list)
+
+
+class _TouchFile:
+    """Unpickling this object would run ``os.system('touch PATH')``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.path}', )
+
+
+class _GetattrEscape:
+    """Unpickling this would call ``getattr(HistoryBuffer, '__init__')``: not a statistic."""
+
+    def __reduce__(self):
+        return getattr, (HistoryBuffer, '__init__')
+
+
+def test_mmengine_checkpoint_with_numpy_and_history_buffer_loads(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    buffer.update(2.5)
+    meta = dict(seed=np.int64(7), lr=np.float64(0.01), array=np.arange(4, dtype=np.float32),
+                hub=dict(loss=buffer))
+    path = tmp_path / 'ckpt.pth'
+    save_checkpoint(dict(state_dict=model.state_dict(), meta=meta), str(path))
+
+    # A fresh process (resume) has created no HistoryBuffer yet: its method registry is empty.
+    monkeypatch.setattr(HistoryBuffer, '_statistics_methods', {})
+    restored = torch.nn.Linear(3, 2)
+    ckpt = load_checkpoint(restored, str(path), map_location='cpu')
+
+    torch.testing.assert_close(restored.weight, model.weight)
+    assert ckpt['meta']['seed'] == 7 and isinstance(ckpt['meta']['seed'], np.int64)
+    np.testing.assert_array_equal(ckpt['meta']['array'], np.arange(4, dtype=np.float32))
+    loaded_buffer = ckpt['meta']['hub']['loss']
+    assert isinstance(loaded_buffer, HistoryBuffer)
+    assert loaded_buffer.mean() == pytest.approx(2.0)
+    assert loaded_buffer.current() == pytest.approx(2.5)
+
+
+def test_pickle_payload_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict={}, meta=_TouchFile(str(marker))), str(path))
+
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(torch.nn.Linear(3, 2), str(path), map_location='cpu')
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(str(path))
+    assert not marker.exists()
+
+
+def test_getattr_is_limited_to_history_buffer_statistics(tmp_path):
+    path = tmp_path / 'getattr.pth'
+    torch.save(dict(meta=_GetattrEscape()), str(path))
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer statistics'):
+        torch.load(str(path))
