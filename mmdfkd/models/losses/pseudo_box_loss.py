@@ -1,0 +1,141 @@
+"""Teacher detections as targets of the student's own detection loss."""
+from typing import List, Optional, Sequence
+
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
+from mmengine.structures import InstanceData
+from torch import nn
+
+
+@MODELS.register_module()
+class PseudoBoxLoss(nn.Module):
+    """Trains the student's own head on the teachers' confident post-NMS detections.
+
+    ``DetectionDistiller`` runs the teachers' ``predict``, calls :meth:`make_targets`, then the
+    student's ``loss`` on those targets and scales the result by ``loss_weight``. The student's
+    head loss is used as it is, so this works for any pair of heads (a RetinaNet teacher can
+    teach an FCOS or a Faster R-CNN student).
+
+    With several teachers the detections are combined by weighted box fusion (Solovyev et al.,
+    2021): same-class boxes overlapping by more than ``fusion_iou_thr`` form a cluster whose box
+    is the score-weighted mean and whose score is the weighted mean score, scaled down when
+    fewer teachers than all found the object.
+
+    Args:
+        score_thr: Teacher detections scoring below this are dropped. Defaults to 0.3.
+        fusion_iou_thr: IoU above which boxes of different teachers are fused. Defaults to
+            0.55.
+        keep_gt: Also keep the batch's own targets (real labels, or the boxes the synthetic
+            images were made for); teacher boxes overlapping one of them by more than
+            ``dedup_iou_thr`` are dropped. Defaults to False.
+        dedup_iou_thr: See ``keep_gt``. Defaults to 0.5.
+        loss_weight: Scale of the student's loss on these targets. Defaults to 1.0.
+    """
+
+    input_kind = 'detections'
+
+    def __init__(self,
+                 score_thr: float = 0.3,
+                 fusion_iou_thr: float = 0.55,
+                 keep_gt: bool = False,
+                 dedup_iou_thr: float = 0.5,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        for name, value in (('score_thr', score_thr), ('fusion_iou_thr', fusion_iou_thr),
+                            ('dedup_iou_thr', dedup_iou_thr)):
+            if not 0 <= value <= 1:
+                raise ValueError(f'PseudoBoxLoss: {name} must be in [0, 1], got {value}.')
+        self.score_thr = score_thr
+        self.fusion_iou_thr = fusion_iou_thr
+        self.keep_gt = keep_gt
+        self.dedup_iou_thr = dedup_iou_thr
+        self.loss_weight = loss_weight
+
+    def make_targets(self, detections: Sequence[Sequence[InstanceData]],
+                     teacher_weights: Sequence[float],
+                     gt_instances: Optional[Sequence[InstanceData]] = None
+                     ) -> List[InstanceData]:
+        """Builds one image's targets per batch element.
+
+        Args:
+            detections: Per teacher, per image: ``InstanceData`` with ``bboxes`` (K, 4) in
+                input pixels, ``scores`` (K,) and ``labels`` (K,), already in student labels.
+            teacher_weights: One weight per teacher.
+            gt_instances: Per image, the batch's own targets (used when ``keep_gt``).
+
+        Returns:
+            Per image, ``InstanceData`` with ``bboxes`` and ``labels``.
+        """
+        targets = []
+        for i in range(len(detections[0])):
+            per_teacher = [dets[i] for dets in detections]
+            fused = weighted_box_fusion(per_teacher, teacher_weights, self.score_thr,
+                                        self.fusion_iou_thr)
+            if self.keep_gt and gt_instances is not None:
+                fused = _merge_with_gt(gt_instances[i], fused, self.dedup_iou_thr)
+            targets.append(InstanceData(bboxes=fused.bboxes, labels=fused.labels))
+        return targets
+
+
+def weighted_box_fusion(detections: Sequence[InstanceData], weights: Sequence[float],
+                        score_thr: float, iou_thr: float) -> InstanceData:
+    """Fuses one image's detections of several models (weighted box fusion).
+
+    Args:
+        detections: Per model, ``InstanceData`` with ``bboxes`` (K, 4), ``scores`` and
+            ``labels``.
+        weights: Per model weight; a box's score counts times its model's weight.
+        score_thr: Boxes scoring below this are dropped first.
+        iou_thr: A box joins the first cluster of its class whose fused box it overlaps by more
+            than this.
+
+    Returns:
+        ``InstanceData`` with fused ``bboxes``, ``scores`` and ``labels``. With one model the
+        kept boxes are returned unchanged.
+    """
+    kept = [d[d.scores >= score_thr] for d in detections]
+    if len(kept) == 1:
+        return kept[0]
+    device = detections[0].bboxes.device
+    boxes = torch.cat([d.bboxes for d in kept]).float()
+    scores = torch.cat([d.scores.float() * w for d, w in zip(kept, weights)])
+    labels = torch.cat([d.labels for d in kept])
+    total_weight = float(sum(weights))
+    order = scores.argsort(descending=True).tolist()
+    clusters: List[List[int]] = []
+    fused_boxes: List[torch.Tensor] = []
+    for index in order:
+        match = -1
+        for c, members in enumerate(clusters):
+            if labels[members[0]] != labels[index]:
+                continue
+            iou = bbox_overlaps(fused_boxes[c][None], boxes[index][None])[0, 0]
+            if iou > iou_thr:
+                match = c
+                break
+        if match < 0:
+            clusters.append([index])
+            fused_boxes.append(boxes[index])
+        else:
+            clusters[match].append(index)
+            member_scores = scores[clusters[match]]
+            fused_boxes[match] = (boxes[clusters[match]] * member_scores[:, None]).sum(0) / \
+                member_scores.sum()
+    if not clusters:
+        return InstanceData(bboxes=boxes.new_zeros((0, 4)), scores=scores.new_zeros(0),
+                            labels=labels.new_zeros(0))
+    fused_scores = torch.stack([scores[m].sum() / total_weight for m in clusters])
+    return InstanceData(bboxes=torch.stack(fused_boxes).to(device), scores=fused_scores,
+                        labels=torch.stack([labels[m[0]] for m in clusters]))
+
+
+def _merge_with_gt(gt: InstanceData, pseudo: InstanceData, iou_thr: float) -> InstanceData:
+    """The ground truth plus the pseudo boxes that overlap no ground-truth box by more than
+    ``iou_thr``."""
+    gt_boxes = get_box_tensor(gt.bboxes).float()
+    if len(gt) and len(pseudo):
+        overlaps = bbox_overlaps(pseudo.bboxes.float(), gt_boxes)
+        pseudo = pseudo[overlaps.max(dim=1).values <= iou_thr]
+    return InstanceData(bboxes=torch.cat([gt_boxes, pseudo.bboxes.float()]),
+                        labels=torch.cat([gt.labels, pseudo.labels]))

@@ -1,0 +1,118 @@
+"""Export the student of a distillation run as a stock mmdet detector.
+
+``python tools/export_student.py CONFIG CHECKPOINT --out DIR`` writes ``DIR/student_config.py``
+and ``DIR/student.pth``. They load with ``mmdet.apis.init_detector`` and run with
+``inference_detector`` and mmdet's test tooling. The config keeps
+``custom_imports=dict(imports=['mmdfkd'])`` only when the student uses a module of mmdfkd (the
+ViT backbone or its neck). The checkpoint holds plain tensors and python values, so it loads
+with ``torch.load(weights_only=True)`` without mmdfkd.
+"""
+import argparse
+import copy
+import os
+import os.path as osp
+import sys
+from typing import Any, Set
+
+import torch
+
+import mmdfkd
+from mmdfkd.utils import load_config
+
+_MMDFKD_TYPES = set(mmdfkd.models.__all__) | set(mmdfkd.engine.__all__)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Export the student of a distiller checkpoint')
+    parser.add_argument('config', help='the distillation config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='a checkpoint written by tools/train.py')
+    parser.add_argument('--out', required=True, help='output directory')
+    return parser.parse_args()
+
+
+def _types(node: Any) -> Set[str]:
+    """Every ``type`` value in a nested config."""
+    found: Set[str] = set()
+    if isinstance(node, dict):
+        if isinstance(node.get('type'), str):
+            found.add(node['type'])
+        for value in node.values():
+            found |= _types(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found |= _types(value)
+    return found
+
+
+def export_student(config: str, checkpoint: str, out_dir: str) -> None:
+    """Writes ``student_config.py`` and ``student.pth`` of a distiller run to ``out_dir``.
+
+    Args:
+        config: Distillation config path (its ``model`` has a ``student``).
+        checkpoint: Distiller checkpoint path.
+        out_dir: Output directory (created if needed).
+
+    Raises:
+        ValueError: If the config is not a distiller's or the checkpoint holds no student.
+        FileNotFoundError: If the checkpoint does not exist.
+    """
+    cfg = load_config(config)
+    if 'student' not in cfg.model:
+        raise ValueError(f'{config}: model has no `student`; this tool exports the student of a '
+                         'DetectionDistiller config. A plain detector config needs no export.')
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'Checkpoint {checkpoint!r} does not exist.')
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    state = {k[len('student.'):]: v for k, v in ckpt['state_dict'].items()
+             if k.startswith('student.')}
+    if not state:
+        raise ValueError(f'Checkpoint {checkpoint!r} holds no `student.*` weights: was it '
+                         f'written by training {config}?')
+
+    student_cfg = copy.deepcopy(cfg)
+    model = copy.deepcopy(cfg.model.student)
+    if cfg.model.get('data_preprocessor') is not None:
+        model.data_preprocessor = cfg.model.data_preprocessor
+    student_cfg.model = model
+    student_cfg.load_from = None
+    student_cfg.resume = False
+    # Hooks of mmdfkd (image synthesis, ...) belong to distillation, not to the detector.
+    hooks = [h for h in student_cfg.get('custom_hooks', []) if h.get('type') not in _MMDFKD_TYPES]
+    student_cfg.custom_hooks = hooks
+    if not _types(model.to_dict()) & _MMDFKD_TYPES:
+        student_cfg.pop('custom_imports', None)
+    else:
+        student_cfg.custom_imports = dict(imports=['mmdfkd'], allow_failed_imports=False)
+
+    meta = ckpt.get('meta', {})
+    dataset_meta = meta.get('dataset_meta') or {}
+    plain_meta = dict(dataset_meta={
+        'classes': tuple(str(c) for c in dataset_meta.get('classes', ())),
+        'palette': [tuple(int(v) for v in p) for p in dataset_meta.get('palette', ())]},
+        exported_from=osp.abspath(checkpoint))
+
+    os.makedirs(out_dir, exist_ok=True)
+    cfg_path = osp.join(out_dir, 'student_config.py')
+    ckpt_path = osp.join(out_dir, 'student.pth')
+    # Temporary names, then rename: an interrupted export never leaves a half-written file
+    # under the final name.
+    tmp_cfg = osp.join(out_dir, '.student_config.tmp.py')  # dump picks the format by suffix
+    student_cfg.dump(tmp_cfg)
+    torch.save(dict(state_dict={k: v.clone() for k, v in state.items()}, meta=plain_meta),
+               ckpt_path + '.tmp')
+    os.replace(tmp_cfg, cfg_path)
+    os.replace(ckpt_path + '.tmp', ckpt_path)
+    print(f'student config: {cfg_path}\nstudent weights: {ckpt_path} '
+          f'({sum(v.numel() for v in state.values()) / 1e6:.2f}M values)')
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        export_student(args.config, args.checkpoint, args.out)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.exit(str(exc))
+
+
+if __name__ == '__main__':
+    main()
