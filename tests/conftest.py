@@ -64,8 +64,12 @@ def shrink_config(cfg, data_root: str, max_iters: int = 4, ckpt_interval: int = 
         cfg[loader].batch_size = 2
         cfg[loader].num_workers = 0
         cfg[loader].persistent_workers = False
-        cfg[loader].dataset.data_root = data_root
-        for step in cfg[loader].dataset.pipeline:
+        dataset = cfg[loader].dataset
+        if dataset.type == 'SyntheticDetDataset':
+            dataset.img_size = (img_size, img_size)
+            continue
+        dataset.data_root = data_root
+        for step in dataset.pipeline:
             if step.type == 'Resize':
                 step.scale = (img_size, img_size)
     for evaluator in ('val_evaluator', 'test_evaluator'):

@@ -2,9 +2,10 @@
 import os
 
 import pytest
-from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmdet.registry import DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS
 
 import mmdfkd
+import mmdfkd.datasets
 import mmdfkd.engine
 import mmdfkd.models
 from conftest import TEACHER_CONFIG, run_tool
@@ -22,8 +23,15 @@ def test_models_are_registered_in_mmdet(name):
 
 
 @pytest.mark.parametrize('name', mmdfkd.engine.__all__)
-def test_optim_wrapper_constructors_are_registered_in_mmdet(name):
-    assert OPTIM_WRAPPER_CONSTRUCTORS.get(name) is getattr(mmdfkd.engine, name)
+def test_engine_components_are_registered_in_mmdet(name):
+    registered = [registry.get(name) for registry in (OPTIM_WRAPPER_CONSTRUCTORS, HOOKS)]
+    assert getattr(mmdfkd.engine, name) in registered
+
+
+@pytest.mark.parametrize('name', mmdfkd.datasets.__all__)
+def test_datasets_and_samplers_are_registered_in_mmdet(name):
+    registered = [registry.get(name) for registry in (DATASETS, TASK_UTILS)]
+    assert getattr(mmdfkd.datasets, name) in registered
 
 
 def test_custom_imports_in_a_config_registers_the_package(tmp_path):

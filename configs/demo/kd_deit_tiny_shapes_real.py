@@ -7,7 +7,7 @@
 # checkpoint below must exist.
 _base_ = './retinanet_deit_tiny_shapes.py'
 
-teacher_checkpoint = 'work_dirs/demo/teacher/iter_1000.pth'
+teacher_checkpoint = 'work_dirs/demo/teacher/iter_600.pth'
 student = {{_base_.model}}
 model = dict(
     _delete_=True,

@@ -1,0 +1,228 @@
+"""Replace each training batch with images synthesized from the frozen teachers."""
+import os
+import os.path as osp
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+import torch
+from mmdet.registry import HOOKS
+from mmdet.structures import DetDataSample
+from mmengine.dist import get_dist_info
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.structures import InstanceData
+
+from mmdfkd.models.distillers.normalization import normalize_like
+from mmdfkd.models.synthesis.detector_inverter import DetectorInverter
+
+
+@HOOKS.register_module()
+class SyntheticImageGeneratorHook(Hook):
+    """Data-free training: trains the student on images inverted from its frozen teachers.
+
+    The train dataloader yields targets only (``SyntheticDetDataset``). Images are synthesized
+    by :class:`DetectorInverter` in cohorts of one batch: every training iteration the current
+    cohort gets ``steps_per_iter`` refinement steps; once it has had all its
+    ``inversion['total_steps']`` steps it joins a buffer of finished images (at most
+    ``buffer_size``, oldest out first) and the batch's own targets start the next cohort. The
+    batch handed to the student is drawn from that buffer, with its targets (including those
+    added by false-positive sampling), in the same pixel space as real images, so the student's
+    data preprocessor treats both alike. Synthesis cost is so amortized: the student trains
+    while new images are refined. Before the first iteration ``initial_cohorts`` cohorts are
+    synthesized so the buffer is not a single batch.
+
+    Each rank draws from its own random stream (seeded by ``seed`` and the rank), and
+    synthesizes from its own batches, so ranks make different images. The buffer, the cohort
+    in progress and the random state are saved in checkpoints and restored on resume.
+
+    Args:
+        inversion: Arguments of :class:`DetectorInverter` (``total_steps``, loss weights,
+            ``augment``, ``lowres_steps``, ``fp_sampling``, ...).
+        steps_per_iter: Refinement steps per training iteration. Defaults to 10.
+        buffer_size: Most finished images kept. Defaults to 64.
+        initial_cohorts: Cohorts synthesized before training starts. Defaults to 1.
+        seed: Base seed of the synthesis random stream; None uses the runner's seed.
+        vis_interval: Every this many iterations, a grid of the batch's images with target
+            boxes (green) and the first teacher's detections (red) is written to
+            ``work_dir/synthetic_vis/`` and sent to the visualizer's backends. 0 turns it off.
+            Defaults to 0.
+        vis_score_thr: Score threshold of the drawn teacher detections. Defaults to 0.3.
+    """
+
+    priority = 'VERY_HIGH'  # the batch must be replaced before anything reads it
+
+    def __init__(self,
+                 inversion: dict,
+                 steps_per_iter: int = 10,
+                 buffer_size: int = 64,
+                 initial_cohorts: int = 1,
+                 seed: Optional[int] = None,
+                 vis_interval: int = 0,
+                 vis_score_thr: float = 0.3) -> None:
+        if 'total_steps' not in inversion:
+            raise ValueError('SyntheticImageGeneratorHook: inversion needs total_steps, the '
+                             'refinement steps each image gets.')
+        if steps_per_iter < 1 or buffer_size < 1 or initial_cohorts < 1:
+            raise ValueError('steps_per_iter, buffer_size and initial_cohorts must be >= 1, got '
+                             f'{steps_per_iter}, {buffer_size}, {initial_cohorts}.')
+        self.inversion_cfg = dict(inversion)
+        self.steps_per_iter = steps_per_iter
+        self.buffer_size = buffer_size
+        self.initial_cohorts = initial_cohorts
+        self.seed = seed
+        self.vis_interval = vis_interval
+        self.vis_score_thr = vis_score_thr
+        self.inverter: Optional[DetectorInverter] = None
+        self.cohort = None
+        self.buffer: List[dict] = []
+        self.generator = torch.Generator()
+        self._resume_state: Optional[dict] = None
+
+    # ---------------------------------------------------------------------------- lifecycle
+    def before_train(self, runner) -> None:
+        distiller = self._distiller(runner)
+        self.inverter = DetectorInverter(distiller.teachers, distiller.teacher_weights,
+                                         **self.inversion_cfg)
+        rank, _ = get_dist_info()
+        base = self.seed if self.seed is not None else (runner.seed or 0)
+        self.generator.manual_seed(int(base) * 1000 + rank)
+        if self._resume_state is not None:
+            self._restore(self._resume_state)
+            self._resume_state = None
+            runner.logger.info(f'Synthetic images restored: {len(self.buffer)} in the buffer, '
+                               f'cohort at step {self.cohort.age if self.cohort else 0}.')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: dict = None) -> None:
+        samples = data_batch['data_samples']
+        if self.cohort is None:
+            self.cohort = self._start(samples)
+        while len(self.buffer) < max(len(samples), self.initial_cohorts * len(samples)) and \
+                not self._resumed_buffer_is_enough(samples):
+            self._refine(runner, self.inverter.total_steps)
+            self._finish_if_done(samples)
+        self._refine(runner, self.steps_per_iter)
+        self._finish_if_done(samples)
+
+        picks = torch.randint(len(self.buffer), (len(samples), ), generator=self.generator)
+        inputs, new_samples = [], []
+        for i in picks.tolist():
+            entry = self.buffer[i]
+            sample = DetDataSample(metainfo=entry['metainfo'])
+            sample.gt_instances = InstanceData(bboxes=entry['boxes'].clone(),
+                                               labels=entry['labels'].clone())
+            sample.ignored_instances = InstanceData(bboxes=torch.zeros(0, 4),
+                                                    labels=torch.zeros(0, dtype=torch.long))
+            inputs.append(entry['image'])
+            new_samples.append(sample)
+        data_batch['inputs'] = inputs
+        data_batch['data_samples'] = new_samples
+        if self.vis_interval and (runner.iter + 1) % self.vis_interval == 0:
+            self._visualize(runner, inputs, new_samples)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        cohort = None
+        if self.cohort is not None:
+            cohort = dict(pixels=self.cohort.pixels.detach().cpu(),
+                          optimizer=self.cohort.optimizer.state_dict(),
+                          boxes=[b.cpu() for b in self.cohort.boxes],
+                          labels=[lb.cpu() for lb in self.cohort.labels],
+                          metainfo=self.cohort.metainfo, full_hw=list(self.cohort.full_hw),
+                          age=self.cohort.age)
+        checkpoint['synthetic_images'] = dict(buffer=self.buffer, cohort=cohort,
+                                              generator=self.generator.get_state())
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Called by resume, before before_train builds the inverter.
+        self._resume_state = checkpoint.get('synthetic_images')
+
+    # ------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def _distiller(runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(model, 'teachers'):
+            raise TypeError(f'SyntheticImageGeneratorHook needs a model with teachers (a '
+                            f'DetectionDistiller), got {type(model).__name__}. Set '
+                            "model.type='DetectionDistiller' or remove the hook.")
+        return model
+
+    def _start(self, samples: List[DetDataSample]):
+        boxes, labels, metainfo = [], [], []
+        for sample in samples:
+            gt = sample.gt_instances
+            box = gt.bboxes.tensor if hasattr(gt.bboxes, 'tensor') else gt.bboxes
+            boxes.append(box.float())
+            labels.append(gt.labels.long())
+            metainfo.append(dict(sample.metainfo))
+        shape = tuple(samples[0].metainfo['img_shape'][:2])
+        return self.inverter.start(boxes, labels, metainfo, shape, self.generator)
+
+    def _refine(self, runner, steps: int) -> None:
+        log = self.inverter.refine(self.cohort, steps, self.generator)
+        for key, value in log.items():
+            runner.message_hub.update_scalar(f'train/{key}', value)
+
+    def _finish_if_done(self, samples: List[DetDataSample]) -> None:
+        if not self.inverter.finished(self.cohort):
+            return
+        images = self.inverter.images(self.cohort).to(torch.uint8).cpu()
+        for i in range(len(images)):
+            self.buffer.append(dict(image=images[i], boxes=self.cohort.boxes[i].cpu(),
+                                    labels=self.cohort.labels[i].cpu(),
+                                    metainfo=self.cohort.metainfo[i]))
+        del self.buffer[:max(0, len(self.buffer) - self.buffer_size)]
+        self.cohort = self._start(samples)
+
+    def _resumed_buffer_is_enough(self, samples: List[DetDataSample]) -> bool:
+        # After a resume the buffer is as it was: warm-up is not repeated.
+        return len(self.buffer) >= len(samples) and getattr(self, '_warmed_up', False)
+
+    def _restore(self, state: dict) -> None:
+        self.buffer = state['buffer']
+        self.generator.set_state(state['generator'])
+        self._warmed_up = True
+        cohort = state.get('cohort')
+        if cohort is None:
+            return
+        device = next(self.inverter.teachers[0].parameters()).device
+        restored = self.inverter.start(cohort['boxes'], cohort['labels'], cohort['metainfo'],
+                                       tuple(cohort['full_hw']), self.generator)
+        with torch.no_grad():
+            restored.pixels = cohort['pixels'].to(device).requires_grad_(True)
+        restored.optimizer = torch.optim.Adam([restored.pixels], lr=self.inverter.lr,
+                                              betas=self.inverter.betas)
+        restored.optimizer.load_state_dict(cohort['optimizer'])
+        restored.age = cohort['age']
+        self.cohort = restored
+
+    @torch.no_grad()
+    def _visualize(self, runner, inputs: List[torch.Tensor],
+                   samples: List[DetDataSample]) -> None:
+        teacher = self.inverter.teachers[0]
+        batch = torch.stack(inputs).float().to(next(teacher.parameters()).device)
+        teacher_inputs = normalize_like(batch, teacher.data_preprocessor)
+        query = [DetDataSample(metainfo=dict(s.metainfo, batch_input_shape=tuple(
+            teacher_inputs.shape[-2:]))) for s in samples]
+        detections = teacher.predict(teacher_inputs, query, rescale=False)
+        tiles = []
+        for image, sample, result in zip(inputs, samples, detections):
+            tile = np.ascontiguousarray(image.permute(1, 2, 0).numpy())  # BGR uint8
+            for box in sample.gt_instances.bboxes.tolist():
+                x1, y1, x2, y2 = map(int, box)
+                cv2.rectangle(tile, (x1, y1), (x2, y2), (0, 255, 0), 1)
+            dets = result.pred_instances
+            for box in dets.bboxes[dets.scores >= self.vis_score_thr].tolist():
+                x1, y1, x2, y2 = map(int, box)
+                cv2.rectangle(tile, (x1, y1), (x2, y2), (0, 0, 255), 1)
+            tiles.append(tile)
+        columns = min(4, len(tiles))
+        while len(tiles) % columns:
+            tiles.append(np.zeros_like(tiles[0]))
+        rows = [np.concatenate(tiles[r:r + columns], axis=1)
+                for r in range(0, len(tiles), columns)]
+        grid = np.concatenate(rows, axis=0)
+        out_dir = osp.join(runner.work_dir, 'synthetic_vis')
+        os.makedirs(out_dir, exist_ok=True)
+        cv2.imwrite(osp.join(out_dir, f'iter_{runner.iter + 1}.png'), grid)
+        runner.visualizer.add_image('synthetic_images', grid[..., ::-1].copy(),
+                                    step=runner.iter + 1)
