@@ -12,6 +12,7 @@ os.environ.setdefault('TIMM_USE_NAFLEXVIT', '0')
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'retinanet_r18_shapes.py')
+DFKD_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_deit_tiny_shapes.py')
 
 
 def run_tool(args: List[str], cwd: str = REPO_ROOT) -> subprocess.CompletedProcess:
@@ -82,3 +83,19 @@ def shrink_config(cfg, data_root: str, max_iters: int = 4, ckpt_interval: int = 
     cfg.default_hooks.logger.interval = 1
     cfg.randomness = dict(seed=0, deterministic=False)
     return cfg
+
+
+def write_tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
+    """Writes the demo data-free config shrunk to a few CPU iterations: 128 px images, 5 inversion steps per image (2 at half resolution), FP sampling from step 2."""
+    from mmdfkd.utils import load_config
+    cfg = shrink_config(load_config(DFKD_CONFIG), data_root)
+    cfg.model.teachers[0].checkpoint = teacher_ckpt
+    cfg.model.student.test_cfg.score_thr = 0.0
+    hook = cfg.custom_hooks[0]
+    # Warm-up fills the buffer with one cohort (5 steps), then 1 step per iteration: a
+    # checkpoint at iteration 4 holds a cohort in progress.
+    hook.inversion.update(total_steps=5, lowres_steps=2,
+                          fp_sampling=dict(start=2, interval=1, score_thr=0.5))
+    hook.update(steps_per_iter=1, buffer_size=4, initial_cohorts=1, vis_interval=2)
+    cfg.dump(path)
+    return path

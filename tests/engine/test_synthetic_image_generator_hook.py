@@ -8,25 +8,8 @@ import shutil
 import torch
 from mmengine.dataset import pseudo_collate
 
-from conftest import REPO_ROOT, run_tool, save_random_teacher_checkpoint, shrink_config
-
-DFKD_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_deit_tiny_shapes.py')
-
-
-def _tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
-    from mmdfkd.utils import load_config
-    cfg = shrink_config(load_config(DFKD_CONFIG), data_root)
-    cfg.model.teachers[0].checkpoint = teacher_ckpt
-    cfg.model.student.test_cfg.score_thr = 0.0
-    hook = cfg.custom_hooks[0]
-    # Warm-up fills the buffer with one cohort (5 steps), then 1 step per iteration: the
-    # checkpoint at iteration 4 holds a cohort in progress.
-    hook.inversion.update(total_steps=5, lowres_steps=2,
-                          fp_sampling=dict(start=2, interval=1, score_thr=0.5))
-    hook.update(steps_per_iter=1, buffer_size=4, initial_cohorts=1, vis_interval=2)
-    cfg.dump(path)
-    return path
-
+from conftest import (DFKD_CONFIG, run_tool, save_random_teacher_checkpoint,
+                      write_tiny_dfkd_config)
 
 def test_data_free_training_saves_and_resumes(tiny_shapes_root, tmp_path):
     # A copy of the data without its training split: nothing there to read.
@@ -35,7 +18,7 @@ def test_data_free_training_saves_and_resumes(tiny_shapes_root, tmp_path):
                     ignore=shutil.ignore_patterns('train', 'instances_train.json'))
     assert not osp.exists(osp.join(data_root, 'train'))
     teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
-    config = _tiny_dfkd_config(data_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    config = write_tiny_dfkd_config(data_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
     work_dir = str(tmp_path / 'work')
 
     first = run_tool(['tools/train.py', config, '--work-dir', work_dir])
@@ -93,14 +76,16 @@ def test_each_rank_synthesizes_different_images(monkeypatch, tmp_path):
     dataset = SyntheticDetDataset(4, img_size=(64, 64), metainfo=dict(classes=cfg.classes))
 
     images = []
-    for rank in (0, 1):
+    for rank in (0, 1):  # rank 1 also asks for more warm-up than its buffer holds
         monkeypatch.setattr(hook_module, 'get_dist_info', lambda rank=rank: (rank, 2))
-        hook = SyntheticImageGeneratorHook(inversion=dict(total_steps=1), buffer_size=2)
+        hook = SyntheticImageGeneratorHook(inversion=dict(total_steps=1), buffer_size=2,
+                                           initial_cohorts=1 + 2 * rank)
         runner = _Runner(distiller)
         hook.before_train(runner)
         batch = pseudo_collate([dataset[0], dataset[1]])
         hook.before_train_iter(runner, 0, batch)
         assert len(batch['inputs']) == 2 and batch['inputs'][0].shape == (3, 64, 64)
         assert batch['inputs'][0].dtype == torch.uint8
+        assert len(hook.buffer) == 2  # warm-up stops at the buffer size
         images.append(torch.stack(batch['inputs']).float())
     assert not torch.equal(images[0], images[1])

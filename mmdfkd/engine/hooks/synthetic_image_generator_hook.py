@@ -1,7 +1,7 @@
 """Replace each training batch with images synthesized from the frozen teachers."""
 import os
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -78,6 +78,7 @@ class SyntheticImageGeneratorHook(Hook):
         self.buffer: List[dict] = []
         self.generator = torch.Generator()
         self._resume_state: Optional[dict] = None
+        self._warmed_up = False  # initial cohorts synthesized (or restored from a checkpoint)
 
     # ---------------------------------------------------------------------------- lifecycle
     def before_train(self, runner) -> None:
@@ -97,10 +98,12 @@ class SyntheticImageGeneratorHook(Hook):
         samples = data_batch['data_samples']
         if self.cohort is None:
             self.cohort = self._start(samples)
-        while len(self.buffer) < max(len(samples), self.initial_cohorts * len(samples)) and \
-                not self._resumed_buffer_is_enough(samples):
-            self._refine(runner, self.inverter.total_steps)
-            self._finish_if_done(samples)
+        if not self._warmed_up:
+            target = min(self.initial_cohorts * len(samples), self.buffer_size)
+            while len(self.buffer) < target:
+                self._refine(runner, self.inverter.total_steps)
+                self._finish_if_done(samples)
+            self._warmed_up = True
         self._refine(runner, self.steps_per_iter)
         self._finish_if_done(samples)
 
@@ -173,14 +176,10 @@ class SyntheticImageGeneratorHook(Hook):
         del self.buffer[:max(0, len(self.buffer) - self.buffer_size)]
         self.cohort = self._start(samples)
 
-    def _resumed_buffer_is_enough(self, samples: List[DetDataSample]) -> bool:
-        # After a resume the buffer is as it was: warm-up is not repeated.
-        return len(self.buffer) >= len(samples) and getattr(self, '_warmed_up', False)
-
     def _restore(self, state: dict) -> None:
         self.buffer = state['buffer']
         self.generator.set_state(state['generator'])
-        self._warmed_up = True
+        self._warmed_up = True  # the buffer is as it was: warm-up is not repeated
         cohort = state.get('cohort')
         if cohort is None:
             return

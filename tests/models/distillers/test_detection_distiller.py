@@ -223,3 +223,16 @@ def test_predict_uses_student_or_teacher(teacher_ckpt):
                 and torch.allclose(student.scores, teacher.scores))
     with pytest.raises(ValueError, match='predict_with'):
         _distiller(teacher_ckpt, predict_with='teacher3')
+
+
+def test_teacher_from_an_mmdet_package_config(tmp_path):
+    from mmdfkd.utils import load_config
+    path = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+    teacher = MODELS.build(load_config(path).model)  # 80 COCO classes, built, not downloaded
+    torch.save(dict(state_dict=teacher.state_dict()), str(tmp_path / 'r18.pth'))
+    model = MODELS.build(dict(type='DetectionDistiller', student=student_model_cfg(),
+                              teachers=dict(config=path, checkpoint=str(tmp_path / 'r18.pth')),
+                              class_mapping={i: i for i in range(NUM_CLASSES)}))
+    assert model.teachers[0].bbox_head.num_classes == 80
+    torch.testing.assert_close(model.teachers[0].backbone.conv1.weight,
+                               teacher.backbone.conv1.weight)

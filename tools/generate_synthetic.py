@@ -1,0 +1,163 @@
+"""Synthesize a stored set of images from a data-free config's teachers, and measure fidelity.
+
+``python tools/generate_synthetic.py CONFIG --num N --out DIR`` inverts the teachers of
+``CONFIG`` (its ``SyntheticImageGeneratorHook`` settings, its ``SyntheticDetDataset`` targets)
+and writes:
+
+- ``DIR/images/*.png``: the synthetic images;
+- ``DIR/targets.json``: their targets in COCO ground-truth format (``images``, ``annotations``,
+  ``categories``), false-positive-sampled boxes included;
+- ``DIR/teacher_predictions.json``: the first teacher's detections on the saved images, in COCO
+  results format;
+- ``DIR/summary.json``: inversion fidelity (the teacher's COCO mAP on its own synthetic images
+  against the targets, with pycocotools), the BN-statistics loss at the first and last step,
+  and images per second.
+
+The output is written to a temporary folder renamed to ``DIR`` when complete; an existing
+``DIR`` is never overwritten.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+import time
+from typing import Dict, List
+
+import cv2
+import numpy as np
+import torch
+from mmdet.registry import DATASETS, MODELS
+from mmdet.structures import DetDataSample
+from mmdet.utils import register_all_modules
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar
+
+import mmdfkd  # noqa: F401
+from mmdfkd.models.distillers.normalization import normalize_like
+from mmdfkd.models.synthesis import DetectorInverter
+from mmdfkd.utils import prepare_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Synthesize images from a config\'s teachers')
+    parser.add_argument('config', help='a data-free config (DetectionDistiller model, '
+                        'SyntheticDetDataset train data, SyntheticImageGeneratorHook)')
+    parser.add_argument('--num', type=int, required=True, help='number of images')
+    parser.add_argument('--out', required=True, help='output directory (must not exist)')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='images refined together (default: the train batch size)')
+    parser.add_argument('--seed', type=int, default=0, help='synthesis seed')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs')
+    return parser.parse_args()
+
+
+def _inversion_cfg(cfg) -> dict:
+    for hook in cfg.get('custom_hooks', []):
+        if hook.get('type') == 'SyntheticImageGeneratorHook':
+            return dict(hook.inversion)
+    raise ValueError('The config has no SyntheticImageGeneratorHook in custom_hooks; '
+                     'generate_synthetic.py reads its inversion settings from there.')
+
+
+def _coco_eval(targets: dict, predictions: List[dict]) -> Dict[str, float]:
+    """bbox mAP and mAP50 of ``predictions`` against ``targets`` with pycocotools."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    if not predictions:
+        return dict(bbox_mAP=0.0, bbox_mAP_50=0.0)
+    gt = COCO()
+    gt.dataset = targets
+    gt.createIndex()
+    dt = gt.loadRes(predictions)
+    evaluator = COCOeval(gt, dt, 'bbox')
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return dict(bbox_mAP=float(evaluator.stats[0]), bbox_mAP_50=float(evaluator.stats[1]))
+
+
+def main() -> None:
+    args = parse_args()
+    if osp.exists(args.out):
+        sys.exit(f'{args.out} exists; choose a new --out (nothing was written).')
+    if args.num < 1:
+        sys.exit('--num must be at least 1.')
+    register_all_modules()
+    cfg = prepare_config(args.config, cfg_options=args.cfg_options)
+    inversion = _inversion_cfg(cfg)
+    distiller = MODELS.build(cfg.model).to(args.device)
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    classes = dataset.metainfo['classes']
+    batch_size = args.batch_size or cfg.train_dataloader.batch_size
+    inverter = DetectorInverter(distiller.teachers, distiller.teacher_weights, **inversion)
+    generator = torch.Generator().manual_seed(args.seed)
+    teacher = distiller.teachers[0]
+
+    tmp_out = args.out.rstrip('/') + '.partial'
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    os.makedirs(osp.join(tmp_out, 'images'))
+    targets = dict(images=[], annotations=[],
+                   categories=[dict(id=i + 1, name=name) for i, name in enumerate(classes)])
+    predictions: List[dict] = []
+    bn_first, bn_last = [], []
+    progress = ProgressBar(args.num)
+    start_time = time.time()
+    for first in range(0, args.num, batch_size):
+        items = [dataset[i] for i in range(first, min(first + batch_size, args.num))]
+        samples = [item['data_samples'] for item in items]
+        boxes = [s.gt_instances.bboxes.tensor.float() for s in samples]
+        labels = [s.gt_instances.labels for s in samples]
+        meta = [dict(s.metainfo) for s in samples]
+        shape = tuple(meta[0]['img_shape'][:2])
+        cohort = inverter.start(boxes, labels, meta, shape, generator)
+        log = inverter.refine(cohort, 1, generator)
+        bn_first.append(log.get('syn_bn_t0', float('nan')))
+        inverter.refine(cohort, inverter.total_steps - 2, generator)
+        log = inverter.refine(cohort, 1, generator)
+        bn_last.append(log.get('syn_bn_t0', float('nan')))
+        images = inverter.images(cohort)
+        with torch.no_grad():
+            inputs = normalize_like(images, teacher.data_preprocessor)
+            query = [DetDataSample(metainfo=dict(m, batch_input_shape=tuple(inputs.shape[-2:])))
+                     for m in meta]
+            results = teacher.predict(inputs, query, rescale=False)
+        for image, m, box, label, result in zip(images, meta, cohort.boxes, cohort.labels,
+                                                results):
+            image_id = int(m['img_id'])
+            name = f'{image_id:07d}.png'
+            cv2.imwrite(osp.join(tmp_out, 'images', name),
+                        image.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
+            targets['images'].append(dict(id=image_id, file_name=name, height=shape[0],
+                                          width=shape[1]))
+            for b, lb in zip(box.tolist(), label.tolist()):
+                targets['annotations'].append(dict(
+                    id=len(targets['annotations']) + 1, image_id=image_id,
+                    category_id=lb + 1, bbox=[b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    area=(b[2] - b[0]) * (b[3] - b[1]), iscrowd=0))
+            dets = result.pred_instances
+            for b, score, lb in zip(dets.bboxes.tolist(), dets.scores.tolist(),
+                                    dets.labels.tolist()):
+                predictions.append(dict(image_id=image_id, category_id=lb + 1, score=score,
+                                        bbox=[b[0], b[1], b[2] - b[0], b[3] - b[1]]))
+            progress.update()
+    elapsed = time.time() - start_time
+    fidelity = _coco_eval(targets, predictions)
+    summary = dict(config=args.config, num_images=args.num,
+                   fidelity=fidelity, bn_loss_first_step=float(np.nanmean(bn_first)),
+                   bn_loss_last_step=float(np.nanmean(bn_last)),
+                   images_per_second=args.num / elapsed, seconds=elapsed,
+                   inversion=inversion, device=args.device)
+    for name, data in (('targets.json', targets), ('teacher_predictions.json', predictions),
+                       ('summary.json', summary)):
+        with open(osp.join(tmp_out, name), 'w') as f:
+            json.dump(data, f)
+    os.replace(tmp_out, args.out)
+    print(f'\n{json.dumps(dict(fidelity=fidelity, bn_loss_first_step=summary["bn_loss_first_step"], bn_loss_last_step=summary["bn_loss_last_step"], images_per_second=round(summary["images_per_second"], 3)))}')
+
+
+if __name__ == '__main__':
+    main()
