@@ -29,8 +29,12 @@ custom_hooks = [
             total_steps=60,
             lr=0.1,
             det_weight=1.0,
-            bn_weight=0.01,
+            # Measured on the demo teacher (32/16 images, 60 steps): BN 0.01 + TV-L2 0.001 gave
+            # fidelity mAP50 0.49 but the BN loss rose (43.5 -> 53.8); BN 0.05 + TV-L1 0.05
+            # gave 0.53 with the BN loss falling (43.3 -> 41.7) and smoother backgrounds.
+            bn_weight=0.05,
             bn_first_multiplier=10.,
+            tv_l1_weight=0.05,
             tv_l2_weight=0.001,
             lowres_steps=30,
             lowres_scale=0.5,
