@@ -86,7 +86,8 @@ def shrink_config(cfg, data_root: str, max_iters: int = 4, ckpt_interval: int = 
 
 
 def write_tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
-    """Writes the demo data-free config shrunk to a few CPU iterations: 128 px images, 5 inversion steps per image (2 at half resolution), FP sampling from step 2."""
+    """Writes the demo data-free config shrunk to a few CPU iterations: 128 px images, 5 inversion steps per image (2 at half resolution), FP sampling from step 2, the
+    competition term on."""
     from mmdfkd.utils import load_config
     cfg = shrink_config(load_config(DFKD_CONFIG), data_root)
     cfg.model.teachers[0].checkpoint = teacher_ckpt
@@ -94,7 +95,7 @@ def write_tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
     hook = cfg.custom_hooks[0]
     # Warm-up fills the buffer with one cohort (5 steps), then 1 step per iteration: a
     # checkpoint at iteration 4 holds a cohort in progress.
-    hook.inversion.update(total_steps=5, lowres_steps=2,
+    hook.inversion.update(total_steps=5, lowres_steps=2, adi_weight=0.5,
                           fp_sampling=dict(start=2, interval=1, score_thr=0.5))
     hook.update(steps_per_iter=1, buffer_size=4, initial_cohorts=1, vis_interval=2)
     cfg.dump(path)

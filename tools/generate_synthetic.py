@@ -93,7 +93,7 @@ def main() -> None:
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     classes = dataset.metainfo['classes']
     batch_size = args.batch_size or cfg.train_dataloader.batch_size
-    inverter = DetectorInverter(distiller.teachers, distiller.teacher_weights, **inversion)
+    inverter = DetectorInverter.from_distiller(distiller, **inversion)
     generator = torch.Generator().manual_seed(args.seed)
     teacher = distiller.teachers[0]
 

@@ -39,6 +39,8 @@ custom_hooks = [
             lowres_steps=30,
             lowres_scale=0.5,
             augment=dict(jitter=16, flip=True, brightness=0.1, contrast=0.1),
+            # Competition term (adaptive DeepInversion): not measured on the demo yet.
+            adi_weight=0.0,
             fp_sampling=dict(start=40, interval=10, score_thr=0.5)),
         steps_per_iter=6,
         buffer_size=128,

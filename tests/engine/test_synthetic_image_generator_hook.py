@@ -29,8 +29,8 @@ def test_data_free_training_saves_and_resumes(tiny_shapes_root, tmp_path):
         work_dir, '*', 'vis_data', 'scalars.json')) for line in open(path)]
     train = [r for r in records if 'loss' in r]
     assert len(train) == 4
-    for key in ('syn_det_t0', 'syn_bn_t0', 'syn_tv_l2', 'loss_PKDLoss_neck',
-                'PseudoBoxLoss_loss_cls'):
+    for key in ('syn_det_t0', 'syn_bn_t0', 'syn_tv_l1', 'syn_adi_disagreement',
+                'loss_PKDLoss_neck', 'PseudoBoxLoss_loss_cls'):
         assert all(key in r for r in train), key
     assert osp.isfile(osp.join(work_dir, 'synthetic_vis', 'iter_2.png'))
     ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=True)

@@ -83,8 +83,7 @@ class SyntheticImageGeneratorHook(Hook):
     # ---------------------------------------------------------------------------- lifecycle
     def before_train(self, runner) -> None:
         distiller = self._distiller(runner)
-        self.inverter = DetectorInverter(distiller.teachers, distiller.teacher_weights,
-                                         **self.inversion_cfg)
+        self.inverter = DetectorInverter.from_distiller(distiller, **self.inversion_cfg)
         rank, _ = get_dist_info()
         base = self.seed if self.seed is not None else (runner.seed or 0)
         self.generator.manual_seed(int(base) * 1000 + rank)

@@ -1,5 +1,6 @@
 """A student detector trained against one or more frozen teacher detectors."""
 import copy
+import math
 import re
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -15,7 +16,7 @@ from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from .normalization import renormalize
+from .normalization import normalize_like, renormalize
 from .recorder import ModuleOutputRecorder, resolve_submodule
 from .teacher_loader import load_teacher_checkpoint, resolve_teacher_config
 
@@ -302,29 +303,67 @@ class DetectionDistiller(BaseDetector):
                                                                      term.student_source)[0])
         teacher = self.teachers[teacher_id]
         teacher_head = resolve_submodule(teacher, _parse_source(teacher, term.teacher_source)[0])
-        problems = []
-        if not (isinstance(student_head, AnchorHead) and isinstance(teacher_head, AnchorHead)):
-            problems.append(f'both heads must be anchor-based dense heads (got '
-                            f'{type(student_head).__name__} and {type(teacher_head).__name__})')
-        else:
-            if student_head.cls_out_channels != teacher_head.cls_out_channels:
-                problems.append(f'class channels differ ({student_head.cls_out_channels} vs '
-                                f'{teacher_head.cls_out_channels})')
-            s_gen, t_gen = student_head.prior_generator, teacher_head.prior_generator
-            if s_gen.strides != t_gen.strides:
-                problems.append(f'strides differ ({s_gen.strides} vs {t_gen.strides})')
-            elif not all(torch.equal(a, b) for a, b in zip(s_gen.base_anchors,
-                                                           t_gen.base_anchors)):
-                problems.append('anchors differ (anchor_generator settings)')
-            if getattr(student_head, 'use_sigmoid_cls', True) != getattr(
-                    teacher_head, 'use_sigmoid_cls', True):
-                problems.append('one head uses sigmoid and the other softmax scores')
+        problems = _dense_pair_problems(student_head, teacher_head)
         if problems:
             raise ValueError(
                 f'{term.name} ({type(term.loss).__name__}) compares head outputs location by '
                 f'location, which does not fit student {term.student_source!r} and teacher '
                 f'{teacher_id} {term.teacher_source!r}: {"; ".join(problems)}. Use feature '
                 'losses and PseudoBoxLoss for this pair.')
+
+    def score_disagreement(self, images: Tensor, head: str = 'bbox_head') -> Tensor:
+        """Jensen-Shannon divergence between the student's and the teachers' class
+        probabilities, location by location, differentiable in ``images`` through all models.
+
+        This is the competition term of adaptive DeepInversion adapted to detection: image
+        synthesis rewards images on which the student still disagrees with its teachers.
+        Heads must score classes with sigmoids (RetinaNet, ATSS, ...): each class probability
+        is a Bernoulli distribution, clamped to [0.01, 0.99] as in DeepInversion; the
+        divergence is averaged over locations and classes and over teachers by their weights.
+
+        Args:
+            images: Images in the data loader's pixel space (BGR, 0-255), (N, 3, H, W).
+            head: Name of the dense head in the student and the teachers.
+
+        Returns:
+            Scalar divergence divided by ln 2, its largest value: in [0, 1].
+
+        Raises:
+            ValueError: If the heads do not share anchors, strides and classes.
+        """
+        student_head = resolve_submodule(self.student, head)
+        if not getattr(student_head, 'use_sigmoid_cls', False):
+            raise ValueError(f'score_disagreement needs a sigmoid-scored {head!r} '
+                             '(use_sigmoid=True in loss_cls); set adi_weight=0 for this student.')
+        for teacher in self.teachers:
+            problems = _dense_pair_problems(student_head, resolve_submodule(teacher, head))
+            if problems:
+                raise ValueError('score_disagreement (the competition term, adi_weight) needs '
+                                 f'heads that share locations: {"; ".join(problems)}. Set '
+                                 'adi_weight=0 for this pair.')
+        student_probs = self._head_probabilities(self.student, head, images)
+        total = 0.
+        for teacher, weight in zip(self.teachers, self.teacher_weights):
+            teacher_probs = self._head_probabilities(teacher, head, images)
+            if teacher_probs.shape != student_probs.shape:
+                raise ValueError(
+                    f'The teacher and student heads give {tuple(teacher_probs.shape)} and '
+                    f'{tuple(student_probs.shape)} scores: their data preprocessors pad to '
+                    'different sizes; use images whose sides divide both pad_size_divisors.')
+            mean = (student_probs + teacher_probs) / 2
+            divergence = (_bernoulli_kl(student_probs, mean) +
+                          _bernoulli_kl(teacher_probs, mean)) / 2
+            total = total + weight * divergence.mean()
+        return total / (sum(self.teacher_weights) * math.log(2))
+
+    @staticmethod
+    def _head_probabilities(detector: nn.Module, head: str, images: Tensor) -> Tensor:
+        head_module = resolve_submodule(detector, head)
+        inputs = normalize_like(images, detector.data_preprocessor)
+        with ModuleOutputRecorder(detector, [head]) as recorded:
+            _forward_sources(detector, inputs, [head])
+        logits = _flatten_levels(recorded[head][0], head_module.cls_out_channels)
+        return logits.sigmoid().clamp(0.01, 0.99)
 
     # ------------------------------------------------------------------------- training
     def train(self, mode: bool = True) -> 'DetectionDistiller':
@@ -505,6 +544,31 @@ class DetectionDistiller(BaseDetector):
 
 
 # ------------------------------------------------------------------------------ helpers
+def _dense_pair_problems(student_head: nn.Module, teacher_head: nn.Module) -> List[str]:
+    """Why two heads cannot be compared location by location (empty if they can)."""
+    if not (isinstance(student_head, AnchorHead) and isinstance(teacher_head, AnchorHead)):
+        return [f'both heads must be anchor-based dense heads (got '
+                f'{type(student_head).__name__} and {type(teacher_head).__name__})']
+    problems = []
+    if student_head.cls_out_channels != teacher_head.cls_out_channels:
+        problems.append(f'class channels differ ({student_head.cls_out_channels} vs '
+                        f'{teacher_head.cls_out_channels})')
+    s_gen, t_gen = student_head.prior_generator, teacher_head.prior_generator
+    if s_gen.strides != t_gen.strides:
+        problems.append(f'strides differ ({s_gen.strides} vs {t_gen.strides})')
+    elif not all(torch.equal(a, b) for a, b in zip(s_gen.base_anchors, t_gen.base_anchors)):
+        problems.append('anchors differ (anchor_generator settings)')
+    if getattr(student_head, 'use_sigmoid_cls', True) != getattr(teacher_head,
+                                                                 'use_sigmoid_cls', True):
+        problems.append('one head uses sigmoid and the other softmax scores')
+    return problems
+
+
+def _bernoulli_kl(p: Tensor, q: Tensor) -> Tensor:
+    """Elementwise KL divergence between Bernoulli distributions with means p and q."""
+    return p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()
+
+
 def _forward_sources(detector: nn.Module, inputs: Tensor, names: Sequence[str]) -> None:
     """Runs a detector only as deep as the recorded submodules: backbone and neck through
     ``extract_feat``, then each other named module (a head) called on the features.

@@ -3,7 +3,7 @@ DIODE)."""
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,10 @@ class DetectorInverter:
       weighted by ``bn_first_multiplier``), for teachers with BN running statistics;
 
     plus ``tv_l1_weight`` / ``tv_l2_weight`` total variation and ``l2_weight`` norm priors on
-    the pixels. Adam updates the pixels (cosine learning rate over ``total_steps``), which are
+    the pixels, and, if ``adi_weight > 0``, the competition term of adaptive DeepInversion:
+    ``adi_weight * (1 - competition(images))``, where ``competition`` measures how much the
+    student disagrees with the teachers (e.g. ``DetectionDistiller.score_disagreement``), so
+    images the student already agrees on are penalized. Adam updates the pixels (cosine learning rate over ``total_steps``), which are
     clamped to the valid range after each step. The first ``lowres_steps`` steps optimize a
     ``lowres_scale`` image that is then upsampled (multi-resolution schedule). From step
     ``fp_sampling['start']`` on, every ``fp_sampling['interval']`` steps, confident teacher
@@ -83,6 +86,9 @@ class DetectorInverter:
             None (off).
         init: ``'smooth'`` (low-frequency noise, upsampled) or ``'noise'`` (pixel noise).
             Defaults to ``'smooth'``.
+        adi_weight: Weight of the competition term. Defaults to 0 (off).
+        competition: Callable mapping loader-space images (N, 3, H, W) to a scalar
+            disagreement in [0, 1], differentiable in the images; needed if ``adi_weight > 0``.
     """
 
     def __init__(self,
@@ -101,7 +107,9 @@ class DetectorInverter:
                  lowres_steps: int = 0,
                  lowres_scale: float = 0.5,
                  fp_sampling: Optional[dict] = None,
-                 init: str = 'smooth') -> None:
+                 init: str = 'smooth',
+                 adi_weight: float = 0.,
+                 competition: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         if total_steps < 1:
             raise ValueError(f'total_steps must be at least 1, got {total_steps}.')
         if not 0 <= lowres_steps < total_steps:
@@ -109,6 +117,9 @@ class DetectorInverter:
                              f'{total_steps}).')
         if init not in ('smooth', 'noise'):
             raise ValueError(f"init must be 'smooth' or 'noise', got {init!r}.")
+        if adi_weight > 0 and competition is None:
+            raise ValueError('adi_weight > 0 needs a competition callable (the student\'s '
+                             'disagreement with the teachers); none was given.')
         self.teachers = list(teachers)
         self.teacher_weights = list(teacher_weights)
         self.total_steps = total_steps
@@ -128,12 +139,27 @@ class DetectorInverter:
             dict(start=total_steps // 2, interval=max(1, total_steps // 10), score_thr=0.3,
                  iou_thr=0.35, area_range=(0.01, 0.85), max_boxes=10), **fp_sampling)
         self.init = init
+        self.adi_weight = adi_weight
+        self.competition = competition
         # Which teachers get the BN prior: decided once, and said.
         self.bn_prior = []
         for i, teacher in enumerate(self.teachers):
             status, message = describe_bn_prior(teacher)
             print_log(f'Teacher {i}: {message}', 'current')
             self.bn_prior.append(status != 'none' and bn_weight > 0)
+
+    @classmethod
+    def from_distiller(cls, distiller: nn.Module, **kwargs) -> 'DetectorInverter':
+        """An inverter of a ``DetectionDistiller``'s teachers; with ``adi_weight > 0`` its
+        ``score_disagreement`` is the competition term.
+
+        Args:
+            distiller: The distiller (unwrapped from DDP).
+            **kwargs: The other arguments of :class:`DetectorInverter`.
+        """
+        competition = distiller.score_disagreement if kwargs.get('adi_weight', 0) > 0 else None
+        return cls(distiller.teachers, distiller.teacher_weights, competition=competition,
+                   **kwargs)
 
     # ------------------------------------------------------------------------------ cohorts
     def start(self, boxes: List[Tensor], labels: List[Tensor], metainfo: List[dict],
@@ -243,6 +269,10 @@ class DetectorInverter:
                 value = prior(cohort.pixels)
                 total = total + weight * value
                 log[f'syn_{name}'] = float(value.detach())
+        if self.adi_weight > 0:
+            disagreement = self.competition(augmented * 255)
+            total = total + self.adi_weight * (1 - disagreement)
+            log['syn_adi_disagreement'] = float(disagreement.detach())
         log['syn_total'] = float(total.detach())
         return total, log
 

@@ -236,3 +236,30 @@ def test_teacher_from_an_mmdet_package_config(tmp_path):
     assert model.teachers[0].bbox_head.num_classes == 80
     torch.testing.assert_close(model.teachers[0].backbone.conv1.weight,
                                teacher.backbone.conv1.weight)
+
+
+def test_bernoulli_kl_hand_computed():
+    from mmdfkd.models.distillers.detection_distiller import _bernoulli_kl
+    p, q = torch.tensor(0.5), torch.tensor(0.25)
+    expected = 0.5 * torch.log(torch.tensor(2.)) + 0.5 * torch.log(torch.tensor(0.5 / 0.75))
+    torch.testing.assert_close(_bernoulli_kl(p, q), expected)
+
+
+def test_score_disagreement_is_zero_for_a_copy_of_the_teacher(teacher_ckpt):
+    cfg = dict(type='DetectionDistiller', student=teacher_model_cfg(),
+               teachers=dict(config=teacher_model_cfg(), checkpoint=teacher_ckpt))
+    model = MODELS.build(cfg).eval()
+    images = (torch.rand(2, 3, 128, 128) * 255).requires_grad_(True)
+    different = model.score_disagreement(images)
+    different.backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.student.load_state_dict(model.teachers[0].state_dict())
+        same = model.score_disagreement(images)
+    assert same.item() < 1e-6 < different.item() <= 1.0
+
+
+def test_score_disagreement_needs_heads_that_share_locations(teacher_ckpt):
+    model = _distiller(teacher_ckpt, student='fcos')
+    with pytest.raises(ValueError, match='Set adi_weight=0 for this pair'):
+        model.score_disagreement(torch.rand(1, 3, 128, 128) * 255)

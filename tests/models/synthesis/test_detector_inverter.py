@@ -87,3 +87,26 @@ def test_teacher_without_bn_falls_back_to_the_other_losses():
     cohort = inverter.start(*_targets(), (128, 128), generator)
     log = inverter.refine(cohort, 1, generator)
     assert 'syn_bn_t0' not in log and 'syn_det_t0' in log
+
+
+def test_competition_term_is_added_and_needs_a_callable():
+    import pytest
+    with pytest.raises(ValueError, match='needs a competition callable'):
+        DetectorInverter([_teacher()], [1.0], total_steps=2, adi_weight=1.0)
+    seen = []
+
+    def competition(images):
+        seen.append(images.shape)
+        return images.mean() / 255  # a stand-in disagreement in [0, 1]
+
+    inverter = DetectorInverter([_teacher()], [1.0], total_steps=2, adi_weight=1.0,
+                                competition=competition)
+    cohort = inverter.start(*_targets(), (128, 128), torch.Generator().manual_seed(0))
+    loss, log = inverter.loss(cohort, torch.Generator().manual_seed(1))
+    assert seen == [(2, 3, 128, 128)]
+    assert 0 <= log['syn_adi_disagreement'] <= 1
+    without = DetectorInverter([_teacher()], [1.0], total_steps=2)
+    loss_without, _ = without.loss(cohort, torch.Generator().manual_seed(1))  # same augmentation
+    torch.testing.assert_close(loss - loss_without,
+                               torch.tensor(1 - log['syn_adi_disagreement']),
+                               rtol=1e-4, atol=1e-4)
