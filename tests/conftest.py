@@ -69,6 +69,8 @@ def shrink_config(cfg, data_root: str, max_iters: int = 4, ckpt_interval: int = 
         if dataset.type == 'SyntheticDetDataset':
             dataset.img_size = (img_size, img_size)
             continue
+        if dataset.type == 'SyntheticBankDataset':
+            continue  # its images have the size they were synthesized at
         dataset.data_root = data_root
         for step in dataset.pipeline:
             if step.type == 'Resize':

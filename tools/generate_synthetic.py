@@ -9,6 +9,10 @@ and writes:
   ``categories``), false-positive-sampled boxes included;
 - ``DIR/teacher_predictions.json``: the first teacher's detections on the saved images, in COCO
   results format;
+- with ``--store-outputs``, ``DIR/teacher_outputs/NNNNNNN.pt``: per image, each teacher's outputs
+  for the sources the config's distillation terms read (e.g. neck levels, head logits) in
+  fp16, and its detections. ``SyntheticBankDataset`` trains from this bank without running the
+  teacher;
 - ``DIR/summary.json``: inversion fidelity (the teacher's COCO mAP on its own synthetic images
   against the targets, with pycocotools), the BN-statistics loss at the first and last step,
   and images per second.
@@ -49,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=None,
                         help='images refined together (default: the train batch size)')
     parser.add_argument('--seed', type=int, default=0, help='synthesis seed')
+    parser.add_argument('--store-outputs', action='store_true',
+                        help='also store the teachers\' outputs the distillation terms read '
+                        '(fp16), so training from the bank need not run the teachers')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
@@ -61,6 +68,40 @@ def _inversion_cfg(cfg) -> dict:
             return dict(hook.inversion)
     raise ValueError('The config has no SyntheticImageGeneratorHook in custom_hooks; '
                      'generate_synthetic.py reads its inversion settings from there.')
+
+
+def _slice(structure, index: int):
+    """Sample ``index`` of a batched output (tensors nested in lists/tuples), fp16, batch 1."""
+    if isinstance(structure, torch.Tensor):
+        return structure[index:index + 1].detach().half().cpu().clone()
+    return type(structure)(_slice(part, index) for part in structure)
+
+
+def _store_outputs(distiller, images: torch.Tensor, meta: List[dict], first_results: list,
+                   out_dir: str) -> None:
+    """Writes ``out_dir/NNNNNNN.pt`` per image: each teacher's recorded sources and
+    detections."""
+    per_teacher = []
+    for index, teacher in enumerate(distiller.teachers):
+        sources = distiller.teacher_sources(index, images)
+        if index == 0:
+            results = first_results
+        else:
+            inputs = normalize_like(images, teacher.data_preprocessor)
+            query = [DetDataSample(metainfo=dict(m, batch_input_shape=tuple(inputs.shape[-2:])))
+                     for m in meta]
+            with torch.no_grad():
+                results = teacher.predict(inputs, query, rescale=False)
+        per_teacher.append((sources, results))
+    for i, m in enumerate(meta):
+        entry = {}
+        for index, (sources, results) in enumerate(per_teacher):
+            dets = results[i].pred_instances
+            entry[f'teacher{index}'] = dict(
+                sources={spec: _slice(value, i) for spec, value in sources.items()},
+                detections=dict(bboxes=dets.bboxes.cpu(), scores=dets.scores.cpu(),
+                                labels=dets.labels.cpu()))
+        torch.save(entry, osp.join(out_dir, f'{int(m["img_id"]):07d}.pt'))
 
 
 def _coco_eval(targets: dict, predictions: List[dict]) -> Dict[str, float]:
@@ -100,6 +141,8 @@ def main() -> None:
     tmp_out = args.out.rstrip('/') + '.partial'
     shutil.rmtree(tmp_out, ignore_errors=True)
     os.makedirs(osp.join(tmp_out, 'images'))
+    if args.store_outputs:
+        os.makedirs(osp.join(tmp_out, 'teacher_outputs'))
     targets = dict(images=[], annotations=[],
                    categories=[dict(id=i + 1, name=name) for i, name in enumerate(classes)])
     predictions: List[dict] = []
@@ -125,6 +168,9 @@ def main() -> None:
             query = [DetDataSample(metainfo=dict(m, batch_input_shape=tuple(inputs.shape[-2:])))
                      for m in meta]
             results = teacher.predict(inputs, query, rescale=False)
+        if args.store_outputs:
+            _store_outputs(distiller, images, meta, results,
+                           osp.join(tmp_out, 'teacher_outputs'))
         for image, m, box, label, result in zip(images, meta, cohort.boxes, cohort.labels,
                                                 results):
             image_id = int(m['img_id'])
@@ -150,7 +196,8 @@ def main() -> None:
                    fidelity=fidelity, bn_loss_first_step=float(np.nanmean(bn_first)),
                    bn_loss_last_step=float(np.nanmean(bn_last)),
                    images_per_second=args.num / elapsed, seconds=elapsed,
-                   inversion=inversion, device=args.device)
+                   inversion=inversion, device=args.device,
+                   stored_outputs=args.store_outputs)
     for name, data in (('targets.json', targets), ('teacher_predictions.json', predictions),
                        ('summary.json', summary)):
         with open(osp.join(tmp_out, name), 'w') as f:

@@ -6,7 +6,10 @@ import os.path as osp
 import cv2
 from pycocotools.coco import COCO
 
-from conftest import run_tool, save_random_teacher_checkpoint, write_tiny_dfkd_config
+from conftest import (REPO_ROOT, run_tool, save_random_teacher_checkpoint, shrink_config,
+                      write_tiny_dfkd_config)
+
+BANK_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_bank_deit_tiny_shapes.py')
 
 
 def test_generates_a_coco_set_with_fidelity(tiny_shapes_root, tmp_path):
@@ -33,3 +36,65 @@ def test_generates_a_coco_set_with_fidelity(tiny_shapes_root, tmp_path):
     again = run_tool(['tools/generate_synthetic.py', config, '--num', '1', '--out', out])
     assert again.returncode != 0 and 'exists' in again.stderr
     assert len(COCO(osp.join(out, 'targets.json')).getImgIds()) == 3
+
+
+def test_bank_replaces_the_online_teacher(tiny_shapes_root, tmp_path):
+    import pytest
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.dataset import pseudo_collate
+
+    from mmdfkd.datasets import SyntheticBankDataset
+    from mmdfkd.datasets.shapes_coco import SHAPES_CLASSES
+    from mmdfkd.utils import load_config
+    register_all_modules()
+    teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    config = write_tiny_dfkd_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    out = str(tmp_path / 'bank')
+    result = run_tool(['tools/generate_synthetic.py', config, '--num', '2', '--out', out,
+                       '--store-outputs'])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    dataset = SyntheticBankDataset(data_root=out, metainfo=dict(classes=SHAPES_CLASSES))
+    stored = dataset[0]['data_samples'].teacher_outputs['teacher0']
+    assert [m.shape[1] for m in stored['sources']['neck']] == [128] * 5
+    assert stored['sources']['neck'][0].dtype == torch.float16
+    assert set(stored['detections']) == {'bboxes', 'scores', 'labels'}
+
+    distiller = MODELS.build(load_config(config).model).eval()  # eval: no drop-path noise
+    calls = []
+    distiller.teachers[0].backbone.register_forward_hook(lambda *a: calls.append(1))
+    batch = distiller.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), False)
+    with torch.no_grad():
+        from_bank = distiller.loss(batch['inputs'], batch['data_samples'])
+        assert calls == []  # the teacher did not run
+        for sample in batch['data_samples']:
+            sample.pop('teacher_outputs')
+        online = distiller.loss(batch['inputs'], batch['data_samples'])
+    assert calls  # without stored outputs it does
+    for key in ('loss_PKDLoss_neck', 'loss_ClassificationKDLoss_bbox_head'):
+        assert from_bank[key].item() == pytest.approx(online[key].item(), rel=2e-2, abs=1e-3)
+    assert sum(from_bank['PseudoBoxLoss_loss_cls']).item() == pytest.approx(
+        sum(online['PseudoBoxLoss_loss_cls']).item(), rel=1e-3)
+
+    # The Runner trains from the bank through tools/train.py.
+    cfg = shrink_config(load_config(BANK_CONFIG), tiny_shapes_root, max_iters=2)
+    cfg.train_dataloader.dataset.data_root = out
+    cfg.model.teachers[0].checkpoint = teacher_ckpt
+    cfg.dump(str(tmp_path / 'bank_cfg.py'))
+    train = run_tool(['tools/train.py', str(tmp_path / 'bank_cfg.py'), '--work-dir',
+                      str(tmp_path / 'work')])
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    assert 'loss_PKDLoss_neck' in train.stdout + train.stderr
+
+
+def test_bank_refuses_moving_pipelines_and_missing_outputs(tmp_path):
+    import pytest
+
+    from mmdfkd.datasets import SyntheticBankDataset
+    (tmp_path / 'teacher_outputs').mkdir()
+    with pytest.raises(ValueError, match=r"\['RandomFlip'\] would move pixels"):
+        SyntheticBankDataset(data_root=str(tmp_path), pipeline=[dict(type='RandomFlip')])
+    with pytest.raises(FileNotFoundError, match='--store-outputs'):
+        SyntheticBankDataset(data_root=str(tmp_path / 'nowhere'))

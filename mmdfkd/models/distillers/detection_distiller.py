@@ -267,6 +267,24 @@ class DetectionDistiller(BaseDetector):
             _forward_sources(model, inputs, names)
         return {spec: _select(outputs[name], index) for spec, (name, index) in parsed.items()}
 
+    @torch.no_grad()
+    def teacher_sources(self, index: int, images: Tensor) -> Dict[str, Any]:
+        """Teacher ``index``'s outputs for the sources its terms read, on loader-space images:
+        what a stored bank of teacher outputs holds (``tools/generate_synthetic.py
+        --store-outputs``).
+
+        Args:
+            index: Teacher index.
+            images: Images in the data loader's pixel space (BGR, 0-255), (N, 3, H, W).
+
+        Returns:
+            ``{source: output}``, outputs as the modules return them (tensors, lists, tuples).
+        """
+        teacher = self.teachers[index]
+        sources = [t.teacher_source for t in self.terms
+                   if index in t.teacher_ids and t.kind != 'detections']
+        return self._record(teacher, sources, normalize_like(images, teacher.data_preprocessor))
+
     def _match_levels(self, term: _Term, teacher_id: int, student_maps: Any,
                       teacher_maps: Any, shape: Tuple[int, int]) -> None:
         student_maps = _as_levels(student_maps, term.student_source)
@@ -430,6 +448,9 @@ class DetectionDistiller(BaseDetector):
         needs_detections = any(t.kind == 'detections' or t.fg_mask for t in terms)
         if not sources and not needs_detections:
             return {}
+        stored = [sample.get('teacher_outputs') for sample in data_samples]
+        if all(entry is not None for entry in stored):
+            return _stored_outputs(index, stored, sources, needs_detections, inputs)
         parsed = {spec: _parse_source(teacher, spec) for spec in sources}
         teacher_inputs = renormalize(inputs, self.data_preprocessor, teacher.data_preprocessor)
         out: dict = {}
@@ -562,6 +583,40 @@ def _dense_pair_problems(student_head: nn.Module, teacher_head: nn.Module) -> Li
                                                                  'use_sigmoid_cls', True):
         problems.append('one head uses sigmoid and the other softmax scores')
     return problems
+
+
+def _stored_outputs(index: int, stored: List[dict], sources: Sequence[str],
+                    needs_detections: bool, inputs: Tensor) -> dict:
+    """Teacher ``index``'s outputs for a batch, from per-sample stored bank entries
+    (``SyntheticBankDataset``): the teacher is not run."""
+    key = f'teacher{index}'
+    entries = []
+    for entry in stored:
+        if key not in entry:
+            raise KeyError(f'The stored teacher outputs hold {sorted(entry)}, not {key}: '
+                           'regenerate the bank with this config (--store-outputs).')
+        entries.append(entry[key])
+    out: dict = {}
+    for spec in dict.fromkeys(sources):
+        missing = [e for e in entries if spec not in e['sources']]
+        if missing:
+            raise KeyError(f'The stored teacher outputs lack the source {spec!r} (they hold '
+                           f'{sorted(missing[0]["sources"])}): regenerate the bank with this '
+                           'config (--store-outputs).')
+        out[spec] = _concat_structures([e['sources'][spec] for e in entries], inputs)
+    if needs_detections:
+        out['detections'] = [InstanceData(**{k: v.to(inputs.device) for k, v in
+                                             e['detections'].items()}) for e in entries]
+    return out
+
+
+def _concat_structures(structures: List[Any], like: Tensor) -> Any:
+    """Concatenates per-sample outputs (tensors of batch 1, nested in lists/tuples) along the
+    batch, on ``like``'s device and dtype."""
+    first = structures[0]
+    if isinstance(first, Tensor):
+        return torch.cat(structures).to(device=like.device, dtype=like.dtype)
+    return type(first)(_concat_structures(list(parts), like) for parts in zip(*structures))
 
 
 def _bernoulli_kl(p: Tensor, q: Tensor) -> Tensor:
