@@ -2,7 +2,8 @@
 
 ``python tools/generate_synthetic.py CONFIG --num N --out DIR`` inverts the teachers of
 ``CONFIG`` (its ``SyntheticImageGeneratorHook`` settings, its ``SyntheticDetDataset`` targets)
-and writes:
+and writes the following. In generator mode the hook's generator network is first trained for
+``--generator-iters`` steps on other sampled targets, then draws the images.
 
 - ``DIR/images/*.png``: the synthetic images;
 - ``DIR/targets.json``: their targets in COCO ground-truth format (``images``, ``annotations``,
@@ -41,6 +42,9 @@ from mmengine.utils import ProgressBar
 import mmdfkd  # noqa: F401
 from mmdfkd.models.distillers.normalization import normalize_like
 from mmdfkd.models.synthesis import DetectorInverter
+from mmdfkd.models.synthesis.generator_training import (DEFAULT_GENERATOR_OPTIM_WRAPPER,
+                                                       build_generator, generate_images,
+                                                       generator_step)
 from mmdfkd.utils import prepare_config
 
 
@@ -53,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=None,
                         help='images refined together (default: the train batch size)')
     parser.add_argument('--seed', type=int, default=0, help='synthesis seed')
+    parser.add_argument('--generator-iters', type=int, default=200,
+                        help='generator mode: training steps of the generator network before '
+                        'the images are drawn')
     parser.add_argument('--store-outputs', action='store_true',
                         help='also store the teachers\' outputs the distillation terms read '
                         '(fp16), so training from the bank need not run the teachers')
@@ -62,12 +69,36 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _inversion_cfg(cfg) -> dict:
+def _hook_cfg(cfg) -> dict:
     for hook in cfg.get('custom_hooks', []):
         if hook.get('type') == 'SyntheticImageGeneratorHook':
-            return dict(hook.inversion)
+            return hook
     raise ValueError('The config has no SyntheticImageGeneratorHook in custom_hooks; '
-                     'generate_synthetic.py reads its inversion settings from there.')
+                     'generate_synthetic.py reads its synthesis settings from there.')
+
+
+def _train_generator(hook: dict, inverter: DetectorInverter, dataset, device, iters: int,
+                     batch_size: int, first_index: int, rng: torch.Generator):
+    """Trains the hook's generator network for ``iters`` steps on batches of sampled targets
+    (dataset items from ``first_index`` on, apart from the measured ones); returns it and the
+    BN loss of the first and last step."""
+    network, optim_wrapper = build_generator(
+        dict(dict(type='BoxConditionedGenerator'), **hook.get('generator', {})),
+        hook.get('generator_optim_wrapper') or DEFAULT_GENERATOR_OPTIM_WRAPPER, dataset, device)
+    network.train()
+    bn = []
+    progress = ProgressBar(iters)
+    for step in range(iters):
+        start = first_index + step * batch_size
+        samples = [dataset[i]['data_samples'] for i in range(start, start + batch_size)]
+        boxes = [s.gt_instances.bboxes.tensor.float().to(device) for s in samples]
+        labels = [s.gt_instances.labels.to(device) for s in samples]
+        meta = [dict(s.metainfo) for s in samples]
+        log = generator_step(network, optim_wrapper, inverter, boxes, labels, meta,
+                             tuple(meta[0]['img_shape'][:2]), rng)
+        bn.append(log.get('syn_bn_t0', float('nan')))
+        progress.update()
+    return network, bn[0], bn[-1]
 
 
 def _slice(structure, index: int):
@@ -129,7 +160,11 @@ def main() -> None:
         sys.exit('--num must be at least 1.')
     register_all_modules()
     cfg = prepare_config(args.config, cfg_options=args.cfg_options)
-    inversion = _inversion_cfg(cfg)
+    hook = _hook_cfg(cfg)
+    mode = hook.get('mode', 'inversion')
+    inversion = dict(hook.inversion)
+    if mode == 'generator':
+        inversion.setdefault('total_steps', 1)
     distiller = MODELS.build(cfg.model).to(args.device)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     classes = dataset.metainfo['classes']
@@ -147,8 +182,15 @@ def main() -> None:
                    categories=[dict(id=i + 1, name=name) for i, name in enumerate(classes)])
     predictions: List[dict] = []
     bn_first, bn_last = [], []
-    progress = ProgressBar(args.num)
     start_time = time.time()
+    if mode == 'generator':
+        network, bn_start, bn_end = _train_generator(
+            hook, inverter, dataset, args.device, args.generator_iters, batch_size, args.num,
+            generator)
+        bn_first.append(bn_start)
+        bn_last.append(bn_end)
+        network.eval()
+    progress = ProgressBar(args.num)
     for first in range(0, args.num, batch_size):
         items = [dataset[i] for i in range(first, min(first + batch_size, args.num))]
         samples = [item['data_samples'] for item in items]
@@ -156,13 +198,19 @@ def main() -> None:
         labels = [s.gt_instances.labels for s in samples]
         meta = [dict(s.metainfo) for s in samples]
         shape = tuple(meta[0]['img_shape'][:2])
-        cohort = inverter.start(boxes, labels, meta, shape, generator)
-        log = inverter.refine(cohort, 1, generator)
-        bn_first.append(log.get('syn_bn_t0', float('nan')))
-        inverter.refine(cohort, inverter.total_steps - 2, generator)
-        log = inverter.refine(cohort, 1, generator)
-        bn_last.append(log.get('syn_bn_t0', float('nan')))
-        images = inverter.images(cohort)
+        if mode == 'generator':
+            boxes = [b.to(args.device) for b in boxes]
+            labels = [lb.to(args.device) for lb in labels]
+            images = generate_images(network, boxes, labels, generator)
+        else:
+            cohort = inverter.start(boxes, labels, meta, shape, generator)
+            log = inverter.refine(cohort, 1, generator)
+            bn_first.append(log.get('syn_bn_t0', float('nan')))
+            inverter.refine(cohort, inverter.total_steps - 2, generator)
+            log = inverter.refine(cohort, 1, generator)
+            bn_last.append(log.get('syn_bn_t0', float('nan')))
+            images = inverter.images(cohort)
+            boxes, labels = cohort.boxes, cohort.labels  # with false-positive samples
         with torch.no_grad():
             inputs = normalize_like(images, teacher.data_preprocessor)
             query = [DetDataSample(metainfo=dict(m, batch_input_shape=tuple(inputs.shape[-2:])))
@@ -171,8 +219,7 @@ def main() -> None:
         if args.store_outputs:
             _store_outputs(distiller, images, meta, results,
                            osp.join(tmp_out, 'teacher_outputs'))
-        for image, m, box, label, result in zip(images, meta, cohort.boxes, cohort.labels,
-                                                results):
+        for image, m, box, label, result in zip(images, meta, boxes, labels, results):
             image_id = int(m['img_id'])
             name = f'{image_id:07d}.png'
             cv2.imwrite(osp.join(tmp_out, 'images', name),
@@ -196,7 +243,7 @@ def main() -> None:
                    fidelity=fidelity, bn_loss_first_step=float(np.nanmean(bn_first)),
                    bn_loss_last_step=float(np.nanmean(bn_last)),
                    images_per_second=args.num / elapsed, seconds=elapsed,
-                   inversion=inversion, device=args.device,
+                   mode=mode, inversion=inversion, device=args.device,
                    stored_outputs=args.store_outputs)
     for name, data in (('targets.json', targets), ('teacher_predictions.json', predictions),
                        ('summary.json', summary)):

@@ -10,5 +10,6 @@ from .losses import *  # noqa: F401,F403
 from .losses import __all__ as _losses
 from .necks import *  # noqa: F401,F403
 from .necks import __all__ as _necks
+from .synthesis import BoxConditionedGenerator
 
-__all__ = [*_backbones, *_distillers, *_losses, *_necks]
+__all__ = [*_backbones, *_distillers, *_losses, *_necks, 'BoxConditionedGenerator']

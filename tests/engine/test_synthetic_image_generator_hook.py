@@ -89,3 +89,30 @@ def test_each_rank_synthesizes_different_images(monkeypatch, tmp_path):
         assert len(hook.buffer) == 2  # warm-up stops at the buffer size
         images.append(torch.stack(batch['inputs']).float())
     assert not torch.equal(images[0], images[1])
+
+
+def test_generator_mode_trains_saves_and_resumes_its_network(tiny_shapes_root, tmp_path):
+    from mmengine.config import Config
+    teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    config = write_tiny_dfkd_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    cfg = Config.fromfile(config)
+    cfg.custom_hooks[0].update(mode='generator', generator_steps=2,
+                               generator=dict(base_channels=16, num_upsamples=2))
+    cfg.dump(config)
+    work_dir = str(tmp_path / 'work')
+    first = run_tool(['tools/train.py', config, '--work-dir', work_dir])
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    records = [json.loads(line) for path in glob.glob(osp.join(
+        work_dir, '*', 'vis_data', 'scalars.json')) for line in open(path)]
+    train = [r for r in records if 'loss' in r]
+    assert len(train) == 4 and all('syn_det_t0' in r and 'syn_bn_t0' in r for r in train)
+    network = torch.load(osp.join(work_dir, 'iter_4.pth'),
+                         weights_only=True)['synthetic_images']['network']
+    assert any(k.endswith('weight') for k in network['state_dict'])
+    assert network['optim_wrapper']['state']  # Adam moments: the generator was updated
+    assert osp.isfile(osp.join(work_dir, 'synthetic_vis', 'iter_2.png'))
+
+    second = run_tool(['tools/train.py', config, '--work-dir', work_dir, '--resume',
+                       '--cfg-options', 'train_cfg.max_iters=6'])
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert 'generator network and optimizer' in second.stdout + second.stderr

@@ -98,3 +98,18 @@ def test_bank_refuses_moving_pipelines_and_missing_outputs(tmp_path):
         SyntheticBankDataset(data_root=str(tmp_path), pipeline=[dict(type='RandomFlip')])
     with pytest.raises(FileNotFoundError, match='--store-outputs'):
         SyntheticBankDataset(data_root=str(tmp_path / 'nowhere'))
+
+
+def test_generator_mode_trains_the_network_then_draws(tiny_shapes_root, tmp_path):
+    teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    config = write_tiny_dfkd_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    out = str(tmp_path / 'generated')
+    result = run_tool(['tools/generate_synthetic.py', config, '--num', '2', '--out', out,
+                       '--generator-iters', '2', '--cfg-options',
+                       'custom_hooks.0.mode=generator',
+                       'custom_hooks.0.generator.base_channels=16'])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.load(open(osp.join(out, 'summary.json')))
+    assert summary['mode'] == 'generator'
+    assert summary['bn_loss_first_step'] > 0 and 0 <= summary['fidelity']['bbox_mAP'] <= 1
+    assert len(COCO(osp.join(out, 'targets.json')).getImgIds()) == 2

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from mmdet.registry import HOOKS
 from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import get_box_tensor
 from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -15,6 +16,9 @@ from mmengine.structures import InstanceData
 
 from mmdfkd.models.distillers.normalization import normalize_like
 from mmdfkd.models.synthesis.detector_inverter import DetectorInverter
+from mmdfkd.models.synthesis.generator_training import (DEFAULT_GENERATOR_OPTIM_WRAPPER,
+                                                       build_generator, generate_images,
+                                                       generator_step)
 
 
 @HOOKS.register_module()
@@ -32,13 +36,28 @@ class SyntheticImageGeneratorHook(Hook):
     while new images are refined. Before the first iteration ``initial_cohorts`` cohorts are
     synthesized so the buffer is not a single batch.
 
+    With ``mode='generator'`` (DAFL/DFAD) a convolutional generator network
+    (``BoxConditionedGenerator``: noise and the batch's box layout in, image out) makes each
+    batch instead. Before the batch is drawn it takes ``generator_steps`` steps of its own
+    optimizer wrapper (``generator_optim_wrapper``) on the same inversion loss, so the
+    competition term (``adi_weight``) makes it adversarial to the student.
+
     Each rank draws from its own random stream (seeded by ``seed`` and the rank), and
     synthesizes from its own batches, so ranks make different images. The buffer, the cohort
-    in progress and the random state are saved in checkpoints and restored on resume.
+    in progress, the generator network and its optimizer, and the random state are saved in
+    checkpoints and restored on resume.
 
     Args:
         inversion: Arguments of :class:`DetectorInverter` (``total_steps``, loss weights,
-            ``augment``, ``lowres_steps``, ``fp_sampling``, ...).
+            ``augment``, ``lowres_steps``, ``fp_sampling``, ...). ``total_steps`` is needed
+            in inversion mode.
+        mode: ``'inversion'`` (optimized pixels) or ``'generator'`` (a generator network).
+            Defaults to ``'inversion'``.
+        generator: Generator network config (type ``BoxConditionedGenerator`` by default);
+            ``num_classes`` and ``img_size`` default to the train dataset's.
+        generator_optim_wrapper: mmengine optim wrapper config of the generator. Defaults to
+            Adam, lr 1e-3, betas (0.5, 0.999).
+        generator_steps: Generator updates per training iteration. Defaults to 1.
         steps_per_iter: Refinement steps per training iteration. Defaults to 10.
         buffer_size: Most finished images kept. Defaults to 64.
         initial_cohorts: Cohorts synthesized before training starts. Defaults to 1.
@@ -54,19 +73,36 @@ class SyntheticImageGeneratorHook(Hook):
 
     def __init__(self,
                  inversion: dict,
+                 mode: str = 'inversion',
+                 generator: Optional[dict] = None,
+                 generator_optim_wrapper: Optional[dict] = None,
+                 generator_steps: int = 1,
                  steps_per_iter: int = 10,
                  buffer_size: int = 64,
                  initial_cohorts: int = 1,
                  seed: Optional[int] = None,
                  vis_interval: int = 0,
                  vis_score_thr: float = 0.3) -> None:
-        if 'total_steps' not in inversion:
+        if mode not in ('inversion', 'generator'):
+            raise ValueError(f"mode must be 'inversion' or 'generator', got {mode!r}.")
+        inversion = dict(inversion)
+        if mode == 'generator':
+            inversion.setdefault('total_steps', 1)  # unused: the network makes the images
+        elif 'total_steps' not in inversion:
             raise ValueError('SyntheticImageGeneratorHook: inversion needs total_steps, the '
                              'refinement steps each image gets.')
+        if generator_steps < 1:
+            raise ValueError(f'generator_steps must be >= 1, got {generator_steps}.')
         if steps_per_iter < 1 or buffer_size < 1 or initial_cohorts < 1:
             raise ValueError('steps_per_iter, buffer_size and initial_cohorts must be >= 1, got '
                              f'{steps_per_iter}, {buffer_size}, {initial_cohorts}.')
-        self.inversion_cfg = dict(inversion)
+        self.inversion_cfg = inversion
+        self.mode = mode
+        self.generator_cfg = dict(dict(type='BoxConditionedGenerator'), **(generator or {}))
+        self.generator_optim_cfg = generator_optim_wrapper or DEFAULT_GENERATOR_OPTIM_WRAPPER
+        self.generator_steps = generator_steps
+        self.image_generator: Optional[torch.nn.Module] = None
+        self.generator_optim = None
         self.steps_per_iter = steps_per_iter
         self.buffer_size = buffer_size
         self.initial_cohorts = initial_cohorts
@@ -76,7 +112,7 @@ class SyntheticImageGeneratorHook(Hook):
         self.inverter: Optional[DetectorInverter] = None
         self.cohort = None
         self.buffer: List[dict] = []
-        self.generator = torch.Generator()
+        self.rng = torch.Generator()
         self._resume_state: Optional[dict] = None
         self._warmed_up = False  # initial cohorts synthesized (or restored from a checkpoint)
 
@@ -84,17 +120,28 @@ class SyntheticImageGeneratorHook(Hook):
     def before_train(self, runner) -> None:
         distiller = self._distiller(runner)
         self.inverter = DetectorInverter.from_distiller(distiller, **self.inversion_cfg)
+        if self.mode == 'generator':
+            self.image_generator, self.generator_optim = build_generator(
+                self.generator_cfg, self.generator_optim_cfg, runner.train_dataloader.dataset,
+                next(distiller.teachers[0].parameters()).device)
         rank, _ = get_dist_info()
         base = self.seed if self.seed is not None else (runner.seed or 0)
-        self.generator.manual_seed(int(base) * 1000 + rank)
+        self.rng.manual_seed(int(base) * 1000 + rank)
         if self._resume_state is not None:
             self._restore(self._resume_state)
             self._resume_state = None
             runner.logger.info(f'Synthetic images restored: {len(self.buffer)} in the buffer, '
-                               f'cohort at step {self.cohort.age if self.cohort else 0}.')
+                               f'cohort at step {self.cohort.age if self.cohort else 0}'
+                               + (', generator network and optimizer' if self.image_generator
+                                  is not None else '') + '.')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: dict = None) -> None:
         samples = data_batch['data_samples']
+        if self.mode == 'generator':
+            self._generator_batch(runner, data_batch)
+            if self.vis_interval and (runner.iter + 1) % self.vis_interval == 0:
+                self._visualize(runner, data_batch['inputs'], data_batch['data_samples'])
+            return
         if self.cohort is None:
             self.cohort = self._start(samples)
         if not self._warmed_up:
@@ -106,7 +153,7 @@ class SyntheticImageGeneratorHook(Hook):
         self._refine(runner, self.steps_per_iter)
         self._finish_if_done(samples)
 
-        picks = torch.randint(len(self.buffer), (len(samples), ), generator=self.generator)
+        picks = torch.randint(len(self.buffer), (len(samples), ), generator=self.rng)
         inputs, new_samples = [], []
         for i in picks.tolist():
             entry = self.buffer[i]
@@ -131,8 +178,12 @@ class SyntheticImageGeneratorHook(Hook):
                           labels=[lb.cpu() for lb in self.cohort.labels],
                           metainfo=self.cohort.metainfo, full_hw=list(self.cohort.full_hw),
                           age=self.cohort.age)
+        network = None
+        if self.image_generator is not None:
+            network = dict(state_dict=self.image_generator.state_dict(),
+                           optim_wrapper=self.generator_optim.state_dict())
         checkpoint['synthetic_images'] = dict(buffer=self.buffer, cohort=cohort,
-                                              generator=self.generator.get_state())
+                                              rng=self.rng.get_state(), network=network)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Called by resume, before before_train builds the inverter.
@@ -148,7 +199,9 @@ class SyntheticImageGeneratorHook(Hook):
                             "model.type='DetectionDistiller' or remove the hook.")
         return model
 
-    def _start(self, samples: List[DetDataSample]):
+    @staticmethod
+    def _targets(samples: List[DetDataSample]):
+        """The batch's target boxes, labels, metainfo and image size."""
         boxes, labels, metainfo = [], [], []
         for sample in samples:
             gt = sample.gt_instances
@@ -156,11 +209,30 @@ class SyntheticImageGeneratorHook(Hook):
             boxes.append(box.float())
             labels.append(gt.labels.long())
             metainfo.append(dict(sample.metainfo))
-        shape = tuple(samples[0].metainfo['img_shape'][:2])
-        return self.inverter.start(boxes, labels, metainfo, shape, self.generator)
+        return boxes, labels, metainfo, tuple(samples[0].metainfo['img_shape'][:2])
+
+    def _start(self, samples: List[DetDataSample]):
+        boxes, labels, metainfo, shape = self._targets(samples)
+        return self.inverter.start(boxes, labels, metainfo, shape, self.rng)
+
+    def _generator_batch(self, runner, data_batch: dict) -> None:
+        """Updates the generator network on the batch's targets, then lets it draw the
+        batch."""
+        boxes, labels, metainfo, shape = self._targets(data_batch['data_samples'])
+        device = next(self.image_generator.parameters()).device
+        boxes = [b.to(device) for b in boxes]
+        labels = [lb.to(device) for lb in labels]
+        self.image_generator.train()
+        for _ in range(self.generator_steps):
+            log = generator_step(self.image_generator, self.generator_optim, self.inverter,
+                                 boxes, labels, metainfo, shape, self.rng)
+        for key, value in log.items():
+            runner.message_hub.update_scalar(f'train/{key}', value)
+        images = generate_images(self.image_generator, boxes, labels, self.rng)
+        data_batch['inputs'] = list(images.to(torch.uint8).cpu())
 
     def _refine(self, runner, steps: int) -> None:
-        log = self.inverter.refine(self.cohort, steps, self.generator)
+        log = self.inverter.refine(self.cohort, steps, self.rng)
         for key, value in log.items():
             runner.message_hub.update_scalar(f'train/{key}', value)
 
@@ -177,14 +249,17 @@ class SyntheticImageGeneratorHook(Hook):
 
     def _restore(self, state: dict) -> None:
         self.buffer = state['buffer']
-        self.generator.set_state(state['generator'])
+        self.rng.set_state(state['rng'])
+        if state.get('network') is not None and self.image_generator is not None:
+            self.image_generator.load_state_dict(state['network']['state_dict'])
+            self.generator_optim.load_state_dict(state['network']['optim_wrapper'])
         self._warmed_up = True  # the buffer is as it was: warm-up is not repeated
         cohort = state.get('cohort')
         if cohort is None:
             return
         device = next(self.inverter.teachers[0].parameters()).device
         restored = self.inverter.start(cohort['boxes'], cohort['labels'], cohort['metainfo'],
-                                       tuple(cohort['full_hw']), self.generator)
+                                       tuple(cohort['full_hw']), self.rng)
         with torch.no_grad():
             restored.pixels = cohort['pixels'].to(device).requires_grad_(True)
         restored.optimizer = torch.optim.Adam([restored.pixels], lr=self.inverter.lr,
@@ -205,7 +280,7 @@ class SyntheticImageGeneratorHook(Hook):
         tiles = []
         for image, sample, result in zip(inputs, samples, detections):
             tile = np.ascontiguousarray(image.permute(1, 2, 0).numpy())  # BGR uint8
-            for box in sample.gt_instances.bboxes.tolist():
+            for box in get_box_tensor(sample.gt_instances.bboxes).tolist():
                 x1, y1, x2, y2 = map(int, box)
                 cv2.rectangle(tile, (x1, y1), (x2, y2), (0, 255, 0), 1)
             dets = result.pred_instances

@@ -1,4 +1,6 @@
-"""Image synthesis from frozen teachers: model inversion, its losses and augmentations."""
+"""Image synthesis from frozen teachers: model inversion, a generator network, their losses
+and augmentations."""
+from .box_conditioned_generator import BoxConditionedGenerator
 from .detector_inverter import Cohort, DetectorInverter
 
-__all__ = ['Cohort', 'DetectorInverter']
+__all__ = ['BoxConditionedGenerator', 'Cohort', 'DetectorInverter']

@@ -240,16 +240,37 @@ class DetectorInverter:
 
     # ------------------------------------------------------------------------------- losses
     def loss(self, cohort: Cohort, generator: torch.Generator) -> Tuple[Tensor, Dict[str, float]]:
-        """The inversion loss of one step and its parts (as floats, for logging)."""
-        pixels = self._full(cohort.pixels, cohort.full_hw)
-        augmented, boxes, keep = augment_with_boxes(pixels, cohort.boxes, generator,
-                                                    **self.augment)
-        labels = [lb[k] for lb, k in zip(cohort.labels, keep)]
+        """The inversion loss of one refinement step of a cohort and its parts."""
+        return self.image_loss(cohort.pixels, cohort.boxes, cohort.labels, cohort.metainfo,
+                               cohort.full_hw, generator)
+
+    def image_loss(self, pixels: Tensor, boxes: List[Tensor], labels: List[Tensor],
+                   metainfo: List[dict], full_hw: Tuple[int, int],
+                   generator: torch.Generator) -> Tuple[Tensor, Dict[str, float]]:
+        """The inversion loss of images for their targets, differentiable in ``pixels``.
+
+        Shared by the optimized cohorts and by a generator network producing the images.
+
+        Args:
+            pixels: Images in [0, 1], loader channel order, (N, 3, h, w); upsampled to
+                ``full_hw`` if smaller.
+            boxes: Per image, target boxes (K, 4) in ``full_hw`` pixels.
+            labels: Per image, target labels (K,).
+            metainfo: Per image, data sample metainfo.
+            full_hw: Image size (H, W).
+            generator: Random source of the augmentations.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its parts as floats, for logging.
+        """
+        full = self._full(pixels, full_hw)
+        augmented, moved, keep = augment_with_boxes(full, boxes, generator, **self.augment)
+        kept_labels = [lb[k] for lb, k in zip(labels, keep)]
         total = 0.
         log: Dict[str, float] = {}
         for i, teacher in enumerate(self.teachers):
             inputs = normalize_like(augmented * 255, teacher.data_preprocessor)
-            samples = self._samples(cohort, inputs, boxes, labels)
+            samples = self._samples(metainfo, inputs, moved, kept_labels)
             bn = BNStatisticsLoss(teacher, self.bn_first_multiplier) if self.bn_prior[i] \
                 else nullcontext()
             with bn:
@@ -266,7 +287,7 @@ class DetectorInverter:
                                     ('tv_l2', self.tv_l2_weight, total_variation_l2),
                                     ('l2', self.l2_weight, l2_prior)):
             if weight > 0:
-                value = prior(cohort.pixels)
+                value = prior(pixels)
                 total = total + weight * value
                 log[f'syn_{name}'] = float(value.detach())
         if self.adi_weight > 0:
@@ -309,10 +330,10 @@ class DetectorInverter:
                 cohort.labels[i] = torch.cat([cohort.labels[i], label[None].long()])
 
     # ------------------------------------------------------------------------------ helpers
-    def _samples(self, cohort: Cohort, inputs: Tensor, boxes: List[Tensor],
+    def _samples(self, metainfo: List[dict], inputs: Tensor, boxes: List[Tensor],
                  labels: List[Tensor]) -> List[DetDataSample]:
         samples = []
-        for meta, box, label in zip(cohort.metainfo, boxes, labels):
+        for meta, box, label in zip(metainfo, boxes, labels):
             sample = DetDataSample(metainfo=self._meta(meta, inputs))
             sample.gt_instances = InstanceData(bboxes=box, labels=label)
             sample.ignored_instances = InstanceData(bboxes=box.new_zeros((0, 4)),
