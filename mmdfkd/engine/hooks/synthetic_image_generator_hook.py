@@ -136,12 +136,17 @@ class SyntheticImageGeneratorHook(Hook):
                                   is not None else '') + '.')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: dict = None) -> None:
-        samples = data_batch['data_samples']
         if self.mode == 'generator':
             self._generator_batch(runner, data_batch)
-            if self.vis_interval and (runner.iter + 1) % self.vis_interval == 0:
-                self._visualize(runner, data_batch['inputs'], data_batch['data_samples'])
-            return
+        else:
+            self._inversion_batch(runner, data_batch)
+        if self.vis_interval and (runner.iter + 1) % self.vis_interval == 0:
+            self._visualize(runner, data_batch['inputs'], data_batch['data_samples'])
+
+    def _inversion_batch(self, runner, data_batch: dict) -> None:
+        """Advances the cohort in refinement, then draws the batch from the finished
+        images."""
+        samples = data_batch['data_samples']
         if self.cohort is None:
             self.cohort = self._start(samples)
         if not self._warmed_up:
@@ -166,8 +171,6 @@ class SyntheticImageGeneratorHook(Hook):
             new_samples.append(sample)
         data_batch['inputs'] = inputs
         data_batch['data_samples'] = new_samples
-        if self.vis_interval and (runner.iter + 1) % self.vis_interval == 0:
-            self._visualize(runner, inputs, new_samples)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         cohort = None

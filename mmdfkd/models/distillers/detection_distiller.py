@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.detectors import BaseDetector
 from mmdet.registry import MODELS

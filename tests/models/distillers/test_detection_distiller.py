@@ -1,6 +1,5 @@
 """DetectionDistiller: teachers frozen and kept out of checkpoints, per-model normalization,
 level matching with adapters, build-time checks, and a train step for every loss kind."""
-import os.path as osp
 
 import pytest
 import torch
