@@ -86,6 +86,10 @@ class DetectorInverter:
             None (off).
         init: ``'smooth'`` (low-frequency noise, upsampled) or ``'noise'`` (pixel noise).
             Defaults to ``'smooth'``.
+        frozen_bn_prior: Whether to match the BN statistics of a teacher whose BN kept its
+            pretraining statistics (``norm_eval=True``): they describe the pretraining images
+            (e.g. ImageNet), not the detection data. Defaults to False (prior off for such a
+            teacher; the log says so).
         adi_weight: Weight of the competition term. Defaults to 0 (off).
         competition: Callable mapping loader-space images (N, 3, H, W) to a scalar
             disagreement in [0, 1], differentiable in the images; needed if ``adi_weight > 0``.
@@ -108,6 +112,7 @@ class DetectorInverter:
                  lowres_scale: float = 0.5,
                  fp_sampling: Optional[dict] = None,
                  init: str = 'smooth',
+                 frozen_bn_prior: bool = False,
                  adi_weight: float = 0.,
                  competition: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         if total_steps < 1:
@@ -145,8 +150,14 @@ class DetectorInverter:
         self.bn_prior = []
         for i, teacher in enumerate(self.teachers):
             status, message = describe_bn_prior(teacher)
+            use = bn_weight > 0 and (status == 'trained' or
+                                     (status == 'frozen' and frozen_bn_prior))
+            if status == 'frozen':
+                message += (' BN prior ON (frozen_bn_prior=True).' if use else
+                            ' BN prior OFF: falling back to the other losses (set '
+                            'frozen_bn_prior=True to match them anyway).')
             print_log(f'Teacher {i}: {message}', 'current')
-            self.bn_prior.append(status != 'none' and bn_weight > 0)
+            self.bn_prior.append(use)
 
     @classmethod
     def from_distiller(cls, distiller: nn.Module, **kwargs) -> 'DetectorInverter':

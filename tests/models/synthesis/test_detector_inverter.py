@@ -110,3 +110,12 @@ def test_competition_term_is_added_and_needs_a_callable():
     torch.testing.assert_close(loss - loss_without,
                                torch.tensor(1 - log['syn_adi_disagreement']),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_frozen_imagenet_bn_falls_back_unless_asked():
+    teacher = _teacher()
+    teacher.backbone.norm_eval = True  # as mmdet's stock RetinaNet: pretraining statistics
+    assert DetectorInverter([teacher], [1.0], total_steps=2).bn_prior == [False]
+    assert DetectorInverter([teacher], [1.0], total_steps=2,
+                            frozen_bn_prior=True).bn_prior == [True]
+    assert DetectorInverter([_teacher()], [1.0], total_steps=2).bn_prior == [True]
