@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdfkd-setup-done
 SETUP_INPUTS := requirements.txt setup.py scripts/setup_env.sh scripts/build_mmcv.sh
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo benchmarks clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/run_demo.py
+
+# After `make demo` (they use its data and teacher): quality, speed, compactness, memory.
+benchmarks: $(STAMP)
+	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/compactness.py
+	$(PY) benchmarks/memory.py
 
 clean:
 	rm -rf work_dirs data/demo .pytest_cache

@@ -3,7 +3,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -15,10 +15,12 @@ TEACHER_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'retinanet_r18_shapes.py
 DFKD_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_deit_tiny_shapes.py')
 
 
-def run_tool(args: List[str], cwd: str = REPO_ROOT) -> subprocess.CompletedProcess:
-    """Runs ``python tools/...`` as a user would; returns the completed process (never raises)."""
+def run_tool(args: List[str], cwd: str = REPO_ROOT,
+             env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Runs ``python tools/...`` as a user would, with ``env`` added to the environment; returns
+    the completed process (never raises)."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+                          timeout=600, env={**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})})
 
 
 @pytest.fixture(scope='session')

@@ -15,7 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.utils import prepare_config
+from mmdfkd.utils import MissingFilesError, check_config_paths, prepare_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,6 +50,11 @@ def main() -> None:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
+
+    try:  # a missing teacher checkpoint or dataset file: say so before building anything
+        check_config_paths(cfg, mode='test')
+    except MissingFilesError as exc:
+        sys.exit(str(exc))
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:

@@ -3,18 +3,29 @@
 The flags are mmdet's own (``--work-dir``, ``--resume [PATH]``, ``--amp``, ``--auto-scale-lr``,
 ``--cfg-options``, ``--launcher``, ``--local-rank``). ``CONFIG`` may be a file or an
 ``mmdet::`` path.
+
+``--resume`` checks the checkpoint before anything is built (complete, undamaged, and loadable
+with ``weights_only=True``); without a path it continues from the newest checkpoint of the work
+dir that loads. Every run gets a ``RandomStateHook``, so a resumed run draws the same random
+numbers as an uninterrupted one. With ``--launcher pytorch`` (``tools/dist_train.sh``) on a
+machine without CUDA, the processes use the gloo backend.
 """
 import argparse
+import logging
 import os
 import sys
+from typing import Optional
 
 import torch
 from mmengine.config import DictAction
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.utils import prepare_config
+from mmdfkd.engine.hooks import RandomStateHook
+from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_problem,
+                          find_resumable_checkpoint, init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +52,39 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def checked_resume_checkpoint(resume: str, work_dir: str) -> Optional[str]:
+    """The checkpoint a ``--resume`` run continues from, checked to load; exits if it does not.
+
+    Args:
+        resume: ``'auto'`` (``--resume`` alone) or the given path.
+        work_dir: The run's work dir.
+
+    Returns:
+        The checkpoint path; None for ``'auto'`` when the work dir has no checkpoint (training
+        then starts from the beginning).
+    """
+    if resume == 'auto':
+        path, skipped = find_resumable_checkpoint(work_dir)
+        for reason in skipped:
+            print_log(f'--resume passes over a checkpoint: {reason}.', 'current', logging.WARNING)
+        if path is None and skipped:
+            sys.exit(f'--resume: no checkpoint of {work_dir} can be loaded: '
+                     f'{"; ".join(skipped)}. Give one with --resume PATH, or start again '
+                     'without --resume.')
+        return path
+    if not os.path.isfile(resume):
+        sys.exit(f'--resume {resume}: no such checkpoint file. Give an existing .pth, or '
+                 '--resume alone to continue from the latest checkpoint in the work dir.')
+    problem = checkpoint_problem(resume)
+    if problem is not None:
+        fallback = find_resumable_checkpoint(work_dir)[0]
+        sys.exit(f'--resume {resume}: cannot resume, {problem}. '
+                 + (f'Resume from {fallback} instead (the newest checkpoint of {work_dir} that '
+                    'loads), or give another .pth.' if fallback else
+                    'Give another .pth, or start again without --resume.'))
+    return resume
+
+
 def main() -> None:
     args = parse_args()
     cfg = prepare_config(args.config, args.work_dir, args.cfg_options, args.launcher)
@@ -60,15 +104,21 @@ def main() -> None:
                      f'config {args.config}; add it or drop the flag.')
         cfg.auto_scale_lr.enable = True
 
-    if args.resume == 'auto':
+    if args.resume is not None:
         cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not os.path.isfile(args.resume):
-            sys.exit(f'--resume {args.resume}: no such checkpoint file. Give an existing .pth, '
-                     'or --resume alone to continue from the latest checkpoint in the work dir.')
-        cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = checked_resume_checkpoint(args.resume, cfg.work_dir)
+    # --resume continues the random streams too; mmengine alone would only seed them again.
+    hooks = list(cfg.get('custom_hooks', []))
+    if not any(hook.get('type') in ('RandomStateHook', RandomStateHook) for hook in hooks):
+        cfg.custom_hooks = [*hooks, dict(type='RandomStateHook')]
+
+    try:  # a missing teacher checkpoint or dataset file: say so before building anything
+        check_config_paths(cfg, mode='train')
+    except MissingFilesError as exc:
+        sys.exit(str(exc))
+
+    if args.launcher == 'pytorch' and not torch.cuda.is_available():
+        init_cpu_distributed(cfg)  # gloo; mmengine's own set-up needs a GPU
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()

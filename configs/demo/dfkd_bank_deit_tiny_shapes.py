@@ -4,7 +4,9 @@
 #       --out work_dirs/demo/synthetic_bank --store-outputs
 # so a training step runs neither the image synthesis nor the teacher. Same student, terms and
 # schedule as dfkd_deit_tiny_shapes.py (the bank holds the outputs those terms read).
-_base_ = './kd_deit_tiny_shapes_real.py'
+_base_ = './dfkd_deit_tiny_shapes.py'
+
+custom_hooks = []  # the images are in the bank: nothing is synthesized during training
 
 bank_root = 'work_dirs/demo/synthetic_bank/'
 classes = ('rectangle', 'ellipse', 'triangle', 'cross', 'star', 'ring')

@@ -11,7 +11,7 @@ data_root = 'data/demo/'
 # Must match mmdfkd.datasets.shapes_coco.SHAPES_CLASSES (checked by the tests).
 classes = ('rectangle', 'ellipse', 'triangle', 'cross', 'star', 'ring')
 metainfo = dict(classes=classes)
-img_scale = (256, 256)
+img_scale = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
@@ -24,6 +24,9 @@ model = dict(
     neck=dict(
         in_channels=[64, 128, 256, 512],
         out_channels=128,
+        start_level=1,
+        add_extra_convs=False,
+        num_outs=3,
         norm_cfg=norm_cfg),
     bbox_head=dict(
         num_classes=len(classes),
@@ -31,7 +34,7 @@ model = dict(
         feat_channels=128,
         stacked_convs=2,
         norm_cfg=norm_cfg,
-        anchor_generator=dict(octave_base_scale=3)),
+        anchor_generator=dict(octave_base_scale=2, strides=[8, 16, 32])),
     test_cfg=dict(score_thr=0.05, max_per_img=100))
 
 train_pipeline = [
@@ -72,11 +75,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 600
+max_iters = 1500
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),

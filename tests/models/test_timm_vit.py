@@ -247,5 +247,6 @@ def test_pretrained_errors(tmp_path):
 
     unsafe = tmp_path / 'pickled_object.pth'
     torch.save({'model': {'pos_embed': torch.zeros(1)}, 'extra': _NotATensor()}, unsafe)
-    with pytest.raises(RuntimeError, match='weights_only=True blocked'):  # untrusted pickles
+    with pytest.raises(RuntimeError, match='pickled_object.pth holds pickled objects that are '
+                       'not allowed to be loaded'):  # untrusted pickles
         TimmViT(init_cfg=dict(type='Pretrained', checkpoint=str(unsafe))).init_weights()

@@ -43,14 +43,14 @@ def test_demo_teacher_config_matches_the_generated_classes_and_trains_its_bn():
 
 
 def test_scale_iter_schedule_keeps_the_shape():
-    cfg = load_config(TEACHER_CONFIG)  # 600 iters: warm-up 0-100, cosine 100-600
-    scale_iter_schedule(cfg, 300)
-    assert cfg.train_cfg.max_iters == 300
-    assert cfg.train_cfg.val_interval == 300
-    assert cfg.default_hooks.checkpoint.interval == 300
+    cfg = load_config(TEACHER_CONFIG)  # 1500 iters: warm-up 0-100, cosine 100-1500
+    scale_iter_schedule(cfg, 750)
+    assert cfg.train_cfg.max_iters == 750
+    assert cfg.train_cfg.val_interval == 750
+    assert cfg.default_hooks.checkpoint.interval == 750
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 50)
-    assert (cosine.begin, cosine.end) == (50, 300)
+    assert (cosine.begin, cosine.end) == (50, 750)
 
 
 def test_scale_iter_schedule_rejects_bad_input():

@@ -1,5 +1,6 @@
 """mmengine checkpoints load under weights_only=True once mmdfkd is imported; pickled code does
-not."""
+not, through any loader of the project (mmengine's, a pretrained backbone's; teachers and
+--resume are covered in tests/tools/test_train_bad_input.py)."""
 import os
 import pickle
 
@@ -70,3 +71,19 @@ def test_getattr_is_limited_to_history_buffer_statistics(tmp_path):
     torch.save(dict(meta=_GetattrEscape()), str(path))
     with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer statistics'):
         torch.load(str(path))
+
+
+def test_pretrained_backbone_with_a_pickle_payload_is_refused(tmp_path):
+    from mmdfkd.models.backbones import TimmViT
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'deit_tiny.pth'
+    torch.save(dict(model=_TouchFile(str(marker))), str(path))
+    backbone = TimmViT(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(RuntimeError, match='deit_tiny.pth holds pickled objects that are not '
+                       'allowed to be loaded .*from a trusted source'):
+        backbone.init_weights()
+    assert not marker.exists()
+
+    path.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(RuntimeError, match='not a complete PyTorch checkpoint'):
+        backbone.init_weights()

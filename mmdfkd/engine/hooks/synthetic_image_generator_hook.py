@@ -1,7 +1,7 @@
 """Replace each training batch with images synthesized from the frozen teachers."""
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Callable, List, Optional, TypeVar
 
 import cv2
 import numpy as np
@@ -9,16 +9,23 @@ import torch
 from mmdet.registry import HOOKS
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.dataset import pseudo_collate
 from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.structures import InstanceData
+from mmengine.utils import apply_to
 
 from mmdfkd.models.distillers.normalization import normalize_like
-from mmdfkd.models.synthesis.detector_inverter import DetectorInverter
+from mmdfkd.models.synthesis.detector_inverter import (Cohort, DetectorInverter,
+                                                      NonFiniteSynthesisError)
 from mmdfkd.models.synthesis.generator_training import (DEFAULT_GENERATOR_OPTIM_WRAPPER,
                                                        build_generator, generate_images,
                                                        generator_step)
+
+from .per_rank_state import PerRankState
+
+T = TypeVar('T')
 
 
 @HOOKS.register_module()
@@ -44,8 +51,18 @@ class SyntheticImageGeneratorHook(Hook):
 
     Each rank draws from its own random stream (seeded by ``seed`` and the rank), and
     synthesizes from its own batches, so ranks make different images. The buffer, the cohort
-    in progress, the generator network and its optimizer, and the random state are saved in
-    checkpoints and restored on resume.
+    in progress, the generator network and its optimizer, and the random stream of every rank
+    are saved in checkpoints (``checkpoint['synthetic_images']``, a list with one entry per
+    rank) and restored on resume, each rank its own.
+
+    Before training, the student is run once on a batch of the train dataset's image size, so
+    a size it cannot take is an error at once, not after the first synthesis.
+
+    A non-finite (NaN or inf) inversion loss, gradient or generated image is detected before it
+    reaches the images or the generator's weights: the batch is drawn again from new noise (a
+    new cohort for the same targets, or new generator noise), the log says so and the count is
+    logged as ``syn_nonfinite_redraws``. After ``max_nonfinite_redraws`` such redraws in a row
+    the hook gives up with a ``RuntimeError``.
 
     Args:
         inversion: Arguments of :class:`DetectorInverter` (``total_steps``, loss weights,
@@ -64,9 +81,11 @@ class SyntheticImageGeneratorHook(Hook):
         seed: Base seed of the synthesis random stream; None uses the runner's seed.
         vis_interval: Every this many iterations, a grid of the batch's images with target
             boxes (green) and the first teacher's detections (red) is written to
-            ``work_dir/synthetic_vis/`` and sent to the visualizer's backends. 0 turns it off.
-            Defaults to 0.
+            ``work_dir/synthetic_vis/iter_N.png`` (``iter_N_rank{r}.png`` on rank r > 0) and
+            sent to the visualizer's backends. 0 turns it off. Defaults to 0.
         vis_score_thr: Score threshold of the drawn teacher detections. Defaults to 0.3.
+        max_nonfinite_redraws: Most redraws in a row after non-finite values before giving
+            up. Defaults to 10.
     """
 
     priority = 'VERY_HIGH'  # the batch must be replaced before anything reads it
@@ -82,7 +101,8 @@ class SyntheticImageGeneratorHook(Hook):
                  initial_cohorts: int = 1,
                  seed: Optional[int] = None,
                  vis_interval: int = 0,
-                 vis_score_thr: float = 0.3) -> None:
+                 vis_score_thr: float = 0.3,
+                 max_nonfinite_redraws: int = 10) -> None:
         if mode not in ('inversion', 'generator'):
             raise ValueError(f"mode must be 'inversion' or 'generator', got {mode!r}.")
         inversion = dict(inversion)
@@ -96,6 +116,8 @@ class SyntheticImageGeneratorHook(Hook):
         if steps_per_iter < 1 or buffer_size < 1 or initial_cohorts < 1:
             raise ValueError('steps_per_iter, buffer_size and initial_cohorts must be >= 1, got '
                              f'{steps_per_iter}, {buffer_size}, {initial_cohorts}.')
+        if max_nonfinite_redraws < 0:
+            raise ValueError(f'max_nonfinite_redraws must be >= 0, got {max_nonfinite_redraws}.')
         self.inversion_cfg = inversion
         self.mode = mode
         self.generator_cfg = dict(dict(type='BoxConditionedGenerator'), **(generator or {}))
@@ -113,12 +135,18 @@ class SyntheticImageGeneratorHook(Hook):
         self.cohort = None
         self.buffer: List[dict] = []
         self.rng = torch.Generator()
+        self.max_nonfinite_redraws = max_nonfinite_redraws
+        self.nonfinite_redraws = 0  # in all, logged as syn_nonfinite_redraws
+        self._nonfinite_in_a_row = 0
+        self._ranks = PerRankState(type(self).__name__)
         self._resume_state: Optional[dict] = None
+        self._resume_rng = True  # restore the saved random stream with the images
         self._warmed_up = False  # initial cohorts synthesized (or restored from a checkpoint)
 
     # ---------------------------------------------------------------------------- lifecycle
     def before_train(self, runner) -> None:
         distiller = self._distiller(runner)
+        self._check_image_size(runner, distiller)
         self.inverter = DetectorInverter.from_distiller(distiller, **self.inversion_cfg)
         if self.mode == 'generator':
             self.image_generator, self.generator_optim = build_generator(
@@ -140,6 +168,7 @@ class SyntheticImageGeneratorHook(Hook):
             self._generator_batch(runner, data_batch)
         else:
             self._inversion_batch(runner, data_batch)
+        runner.message_hub.update_scalar('train/syn_nonfinite_redraws', self.nonfinite_redraws)
         if self.vis_interval and (runner.iter + 1) % self.vis_interval == 0:
             self._visualize(runner, data_batch['inputs'], data_batch['data_samples'])
 
@@ -172,7 +201,26 @@ class SyntheticImageGeneratorHook(Hook):
         data_batch['inputs'] = inputs
         data_batch['data_samples'] = new_samples
 
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._ranks.gather_if_saving(runner, self._state)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['synthetic_images'] = self._ranks.to_save(runner, self._state())
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Called by resume, before before_train builds the inverter.
+        states = checkpoint.get('synthetic_images')
+        if isinstance(states, dict):  # written before states were kept per rank
+            states = [states]
+        if states is not None:
+            self._resume_state = self._ranks.pick(runner, states)
+            # Another number of ranks: keep the images, but let the rank's own seed drive its
+            # random stream, so that ranks sharing a saved state still draw differently.
+            self._resume_rng = len(states) == get_dist_info()[1]
+
+    # ------------------------------------------------------------------------------ helpers
+    def _state(self) -> dict:
+        """This rank's synthesis state, as checkpoints store it (tensors on the CPU)."""
         cohort = None
         if self.cohort is not None:
             cohort = dict(pixels=self.cohort.pixels.detach().cpu(),
@@ -185,14 +233,36 @@ class SyntheticImageGeneratorHook(Hook):
         if self.image_generator is not None:
             network = dict(state_dict=self.image_generator.state_dict(),
                            optim_wrapper=self.generator_optim.state_dict())
-        checkpoint['synthetic_images'] = dict(buffer=self.buffer, cohort=cohort,
-                                              rng=self.rng.get_state(), network=network)
+        state = dict(buffer=self.buffer, cohort=cohort, rng=self.rng.get_state(),
+                     network=network, nonfinite_redraws=self.nonfinite_redraws)
+        return apply_to(state, lambda x: isinstance(x, torch.Tensor), lambda x: x.cpu())
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Called by resume, before before_train builds the inverter.
-        self._resume_state = checkpoint.get('synthetic_images')
+    @staticmethod
+    def _check_image_size(runner, distiller) -> None:
+        """Runs the student once on a batch of one train item (its placeholder image has the
+        synthetic size) and turns a failure into an error that names the size to change."""
+        data = distiller.data_preprocessor(pseudo_collate([runner.train_dataloader.dataset[0]]),
+                                           False)
+        student = distiller.student
+        was_training = student.training
+        student.eval()
+        try:
+            with torch.no_grad():
+                student._forward(data['inputs'], data['data_samples'])
+        except Exception as exc:
+            height, width = data['data_samples'][0].img_shape[:2]
+            raise ValueError(
+                f'The student ({type(student).__name__} with a '
+                f'{type(getattr(student, "backbone", student)).__name__} backbone) cannot take '
+                f'the synthetic images of {height}x{width} pixels '
+                f'(train_dataloader.dataset.img_size): {type(exc).__name__}: '
+                f'{str(exc).rstrip(".")}. Set img_size to a size the student takes (for a '
+                'fixed-size backbone, its input size), e.g. --cfg-options '
+                '"train_dataloader.dataset.img_size=(H, W)", or use a backbone that takes any '
+                'size (TimmViT).') from exc
+        finally:
+            student.train(was_training)
 
-    # ------------------------------------------------------------------------------ helpers
     @staticmethod
     def _distiller(runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -227,17 +297,67 @@ class SyntheticImageGeneratorHook(Hook):
         labels = [lb.to(device) for lb in labels]
         self.image_generator.train()
         for _ in range(self.generator_steps):
-            log = generator_step(self.image_generator, self.generator_optim, self.inverter,
-                                 boxes, labels, metainfo, shape, self.rng)
+            # A retry draws new noise: the random stream has moved on.
+            log = self._redraw_if_nonfinite(runner, lambda: generator_step(
+                self.image_generator, self.generator_optim, self.inverter, boxes, labels,
+                metainfo, shape, self.rng))
         for key, value in log.items():
             runner.message_hub.update_scalar(f'train/{key}', value)
-        images = generate_images(self.image_generator, boxes, labels, self.rng)
+        images = self._redraw_if_nonfinite(
+            runner, lambda: generate_images(self.image_generator, boxes, labels, self.rng))
         data_batch['inputs'] = list(images.to(torch.uint8).cpu())
 
     def _refine(self, runner, steps: int) -> None:
-        log = self.inverter.refine(self.cohort, steps, self.rng)
+        log = self._redraw_if_nonfinite(
+            runner, lambda: self.inverter.refine(self.cohort, steps, self.rng),
+            redraw=self._restart_cohort)
         for key, value in log.items():
             runner.message_hub.update_scalar(f'train/{key}', value)
+
+    def _restart_cohort(self) -> None:
+        """A new cohort from new noise, for the targets of the current one."""
+        cohort = self.cohort
+        self.cohort = self.inverter.start(cohort.boxes, cohort.labels, cohort.metainfo,
+                                          cohort.full_hw, self.rng)
+
+    def _redraw_if_nonfinite(self, runner, attempt: Callable[[], T],
+                             redraw: Optional[Callable[[], None]] = None) -> T:
+        """Runs ``attempt`` until it raises no :class:`NonFiniteSynthesisError`.
+
+        Args:
+            runner: The runner (for the log).
+            attempt: A synthesis step; it raises before non-finite values reach the images or
+                the generator's weights.
+            redraw: Called before each retry (e.g. a new cohort); None if a retry draws new
+                noise by itself.
+
+        Returns:
+            What ``attempt`` returned.
+
+        Raises:
+            RuntimeError: After ``max_nonfinite_redraws`` redraws in a row.
+        """
+        while True:
+            try:
+                result = attempt()
+            except NonFiniteSynthesisError as exc:
+                self._nonfinite_in_a_row += 1
+                if self._nonfinite_in_a_row > self.max_nonfinite_redraws:
+                    raise RuntimeError(
+                        f'Synthesis gave non-finite values {self._nonfinite_in_a_row} times in '
+                        f'a row (last: {exc}); giving up. Lower the synthesis learning rate '
+                        '(inversion.lr, or generator_optim_wrapper\'s lr in generator mode) '
+                        'and the inversion loss weights, and check that the teacher '
+                        'checkpoint holds finite weights.') from exc
+                self.nonfinite_redraws += 1
+                runner.logger.warning(
+                    f'Synthesis: {exc}. The batch is drawn again from new noise '
+                    f'({self._nonfinite_in_a_row} in a row, {self.nonfinite_redraws} in all).')
+                if redraw is not None:
+                    redraw()
+                continue
+            self._nonfinite_in_a_row = 0
+            return result
 
     def _finish_if_done(self, samples: List[DetDataSample]) -> None:
         if not self.inverter.finished(self.cohort):
@@ -252,14 +372,20 @@ class SyntheticImageGeneratorHook(Hook):
 
     def _restore(self, state: dict) -> None:
         self.buffer = state['buffer']
-        self.rng.set_state(state['rng'])
+        self.nonfinite_redraws = state.get('nonfinite_redraws', 0)
         if state.get('network') is not None and self.image_generator is not None:
             self.image_generator.load_state_dict(state['network']['state_dict'])
             self.generator_optim.load_state_dict(state['network']['optim_wrapper'])
         self._warmed_up = True  # the buffer is as it was: warm-up is not repeated
         cohort = state.get('cohort')
-        if cohort is None:
-            return
+        if cohort is not None:
+            self.cohort = self._restored_cohort(cohort)
+        # Last: rebuilding the cohort draws (discarded) noise from the stream.
+        if self._resume_rng:
+            self.rng.set_state(state['rng'])
+
+    def _restored_cohort(self, cohort: dict) -> Cohort:
+        """The cohort in progress from its checkpoint entry, with its optimizer state."""
         device = next(self.inverter.teachers[0].parameters()).device
         restored = self.inverter.start(cohort['boxes'], cohort['labels'], cohort['metainfo'],
                                        tuple(cohort['full_hw']), self.rng)
@@ -269,7 +395,7 @@ class SyntheticImageGeneratorHook(Hook):
                                               betas=self.inverter.betas)
         restored.optimizer.load_state_dict(cohort['optimizer'])
         restored.age = cohort['age']
-        self.cohort = restored
+        return restored
 
     @torch.no_grad()
     def _visualize(self, runner, inputs: List[torch.Tensor],
@@ -299,6 +425,8 @@ class SyntheticImageGeneratorHook(Hook):
         grid = np.concatenate(rows, axis=0)
         out_dir = osp.join(runner.work_dir, 'synthetic_vis')
         os.makedirs(out_dir, exist_ok=True)
-        cv2.imwrite(osp.join(out_dir, f'iter_{runner.iter + 1}.png'), grid)
+        rank = get_dist_info()[0]
+        name = f'iter_{runner.iter + 1}' + (f'_rank{rank}' if rank else '')
+        cv2.imwrite(osp.join(out_dir, f'{name}.png'), grid)
         runner.visualizer.add_image('synthetic_images', grid[..., ::-1].copy(),
                                     step=runner.iter + 1)

@@ -1,5 +1,6 @@
 """timm Vision Transformers (ViT, DeiT) as mmdet backbones."""
 import os.path as osp
+import pickle
 from functools import partial
 from typing import Optional, Sequence, Tuple
 
@@ -10,6 +11,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.models import load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from mmdfkd.utils.checkpoint_files import checkpoint_problem
 
 from .shifted_patch_embed import ShiftedPatchEmbed
 from .windowed_attention import WindowedAttention
@@ -108,7 +111,7 @@ class TimmViT(BaseModule):
                 f'pick a vit_*/deit_* model (and unset TIMM_USE_NAFLEXVIT, which swaps the class)')
 
         depth = len(vit.blocks)
-        for i in global_attn_indices:
+        for i in global_attn_indices if window_size > 0 else ():  # else every block is global
             if not 0 <= i < depth:
                 raise ValueError(f'global_attn_indices has {i}, but {model_name} has blocks '
                                  f'0..{depth - 1}')
@@ -167,6 +170,8 @@ class TimmViT(BaseModule):
 
         Raises:
             FileNotFoundError: The checkpoint file does not exist.
+            RuntimeError: The checkpoint is truncated or corrupt, or holds pickled objects
+                that ``weights_only=True`` refuses (they could run code).
             ValueError: No tensor of the checkpoint matches the model.
         """
         if self.init_cfg is None:
@@ -178,7 +183,13 @@ class TimmViT(BaseModule):
                 f'weights are never downloaded: give the path of a local .pth or .safetensors '
                 f'timm/DeiT checkpoint, or set init_cfg=None')
         # weights_only=True: checkpoints are untrusted.
-        state_dict = load_state_dict(path, weights_only=True)
+        try:
+            state_dict = load_state_dict(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+            raise RuntimeError(
+                f'TimmViT pretrained checkpoint (init_cfg.checkpoint): '
+                f'{checkpoint_problem(path) or exc}. Give a complete timm/DeiT checkpoint from '
+                'a trusted source, or set init_cfg=None.') from exc
         filter_fn = partial(checkpoint_filter_fn, adapt_layer_scale=True)
         state_dict = filter_fn(state_dict, self.vit)
         own = self.vit.state_dict()

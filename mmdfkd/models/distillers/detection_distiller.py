@@ -3,6 +3,7 @@ import copy
 import math
 import re
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -14,6 +15,7 @@ from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .normalization import normalize_like, renormalize
 from .recorder import ModuleOutputRecorder, resolve_submodule
@@ -82,6 +84,9 @@ class DetectionDistiller(BaseDetector):
     run under ``torch.no_grad()`` only as deep as the configured terms need, and are left out of
     this model's ``state_dict`` (and so of training checkpoints). Each teacher receives the
     batch normalized the way its own data preprocessor would (mean, std, channel order, padding).
+    Under ``DistributedDataParallel`` the teachers' parameters and buffers are ignored: they are
+    neither broadcast nor synchronized (every rank loads the same checkpoint), and no
+    ``find_unused_parameters`` is needed for them.
 
     The student's own detection loss on the batch's ground truth is kept with weight
     ``gt_loss_weight`` (0 turns it off, e.g. when the only targets are sampled boxes).
@@ -115,7 +120,8 @@ class DetectionDistiller(BaseDetector):
         teachers: One dict or a list of dicts with keys ``config`` (a model config dict, a
             path relative to ``config_dir`` or the working directory, or an ``mmdet::`` path),
             ``checkpoint`` (path of a ``.pth``) and optionally ``weight`` (default 1.0, used to
-            combine teachers).
+            combine teachers) and ``checkpoint_url`` (where to download the checkpoint, named
+            in the error if the file is missing).
         distill_losses: Distillation terms: a loss config plus the keys ``student`` and
             ``teacher`` (sources), and optionally ``levels``, ``teachers`` (indices of the
             teachers the term uses, default all), ``name`` and ``fg_mask``.
@@ -161,11 +167,16 @@ class DetectionDistiller(BaseDetector):
                 raise ValueError(f'teachers[{i}] lacks {sorted(missing)}: each teacher is '
                                  'dict(config=..., checkpoint=..., weight=1.0).')
             teacher = MODELS.build(resolve_teacher_config(cfg['config'], config_dir))
-            load_teacher_checkpoint(teacher, cfg['checkpoint'])
+            key = 'model.teachers' + ('' if isinstance(teachers, dict) else f'.{i}')
+            load_teacher_checkpoint(teacher, cfg['checkpoint'], cfg.get('checkpoint_url'),
+                                    f'{key}.checkpoint')
             teacher.requires_grad_(False)
             teacher.eval()
             self.teachers.append(teacher)
             self.teacher_weights.append(float(cfg.get('weight', 1.0)))
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, [f'teachers.{name}' for name, _ in chain(self.teachers.named_parameters(),
+                                                          self.teachers.named_buffers())])
 
         self.gt_loss_weight = float(gt_loss_weight)
         self.class_mapping = {int(k): int(v) for k, v in (class_mapping or {}).items()}

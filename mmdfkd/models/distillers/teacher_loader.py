@@ -1,6 +1,5 @@
 """Build a frozen teacher detector from its config and checkpoint, with errors that say what to
 change."""
-import os
 import os.path as osp
 import pickle
 import zipfile
@@ -11,6 +10,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
 
 from mmdfkd.utils.config import load_config
+from mmdfkd.utils.paths import missing_checkpoint_message
 
 
 def resolve_teacher_config(config: Union[str, dict, Config],
@@ -46,24 +46,39 @@ def resolve_teacher_config(config: Union[str, dict, Config],
         '"mmdet::" path.')
 
 
-def load_teacher_checkpoint(teacher: BaseModel, checkpoint: str) -> None:
+def load_teacher_checkpoint(teacher: BaseModel, checkpoint: str, url: Optional[str] = None,
+                            key: Optional[str] = None) -> None:
     """Loads a checkpoint into a teacher strictly, with ``weights_only=True``.
 
     Args:
         teacher: The built teacher model.
         checkpoint: Path of a ``.pth`` file (an mmengine checkpoint with ``state_dict`` or a
             bare state dict).
+        url: Where the checkpoint can be downloaded (e.g. mmdet's model zoo), named in the
+            error if the file is missing.
+        key: The config key of ``checkpoint`` (e.g. ``model.teachers.0.checkpoint``), named in
+            the error as the ``--cfg-options`` to change.
 
     Raises:
-        FileNotFoundError: If the file does not exist.
+        FileNotFoundError: If the file does not exist; the message names the path, ``url``
+            and ``key``.
         RuntimeError: If the file is truncated or corrupt, holds refused pickled objects, or its
             keys do not match the teacher's config.
     """
     if not osp.isfile(checkpoint):
-        raise FileNotFoundError(
-            f'Teacher checkpoint {checkpoint!r} does not exist (working directory: '
-            f'{os.getcwd()}). Train the teacher first or set the teacher\'s `checkpoint` in the '
-            'config (or with --cfg-options) to an existing .pth file.')
+        raise FileNotFoundError(missing_checkpoint_message(checkpoint, url, key))
+    # torch.load checks no CRC: a file damaged inside a tensor would load as garbage weights.
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise RuntimeError(
+            f'Teacher checkpoint {checkpoint!r} is not a complete PyTorch checkpoint ({exc}): '
+            'the file is truncated or is not a checkpoint. Copy or download it again.') from exc
+    if damaged is not None:
+        raise RuntimeError(
+            f'Teacher checkpoint {checkpoint!r} is corrupt: its member {damaged} fails its CRC '
+            'check. Copy or download it again.')
     try:
         ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -80,6 +95,19 @@ def load_teacher_checkpoint(teacher: BaseModel, checkpoint: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RuntimeError(f'Teacher checkpoint {checkpoint!r} holds no state dict of tensors.')
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    own = teacher.state_dict()
+    wrong_shapes = [f'{k}: checkpoint {tuple(v.shape)}, config {tuple(own[k].shape)}'
+                    for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if wrong_shapes:
+        raise RuntimeError(
+            f'Teacher checkpoint {checkpoint!r} does not match the teacher config: '
+            f'{len(wrong_shapes)} tensors differ in shape (e.g. {wrong_shapes[:3]}). Check that '
+            'the checkpoint was trained with this teacher config (backbone depth, channels, '
+            'number of classes).')
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise RuntimeError(
+            f'Teacher checkpoint {checkpoint!r} holds NaN or infinite weights: the teacher '
+            'diverged before it was saved. Use an earlier checkpoint of the teacher.')
     result = teacher.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise RuntimeError(

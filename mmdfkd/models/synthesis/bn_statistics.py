@@ -93,8 +93,7 @@ class BNStatisticsLoss:
                 return  # a layer called twice (shared heads) is scored on its first call
             x = args[0]
             dims = [0] + list(range(2, x.dim()))
-            mean = x.mean(dim=dims)
-            var = x.var(dim=dims, unbiased=False)
+            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
             self.distances[index] = (torch.norm(mean - module.running_mean, 2) +
                                      torch.norm(var - module.running_var, 2))
 

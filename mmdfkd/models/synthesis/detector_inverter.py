@@ -1,5 +1,6 @@
 """Synthesize images for sampled targets by inverting frozen teacher detectors (DeepInversion,
 DIODE)."""
+import logging
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -18,6 +19,15 @@ from ..losses.pseudo_box_loss import weighted_box_fusion
 from .bn_statistics import BNStatisticsLoss, describe_bn_prior
 from .box_augment import augment_with_boxes
 from .image_priors import l2_prior, total_variation_l1, total_variation_l2
+
+
+class NonFiniteSynthesisError(FloatingPointError):
+    """A synthesis step met a NaN or inf loss, gradient or image; nothing was updated with it."""
+
+
+def describe_parts(parts: Dict[str, float]) -> str:
+    """Loss parts as ``name=value`` pairs, for messages."""
+    return ', '.join(f'{key}={value:.4g}' for key, value in parts.items())
 
 
 @dataclass
@@ -62,7 +72,8 @@ class DetectorInverter:
     student disagrees with the teachers (e.g. ``DetectionDistiller.score_disagreement``), so
     images the student already agrees on are penalized. Adam updates the pixels (cosine learning rate over ``total_steps``), which are
     clamped to the valid range after each step. The first ``lowres_steps`` steps optimize a
-    ``lowres_scale`` image that is then upsampled (multi-resolution schedule). From step
+    ``lowres_scale`` image, which the teachers score at that size (as DIODE does, so these
+    steps are cheap), that is then upsampled (multi-resolution schedule). From step
     ``fp_sampling['start']`` on, every ``fp_sampling['interval']`` steps, confident teacher
     detections that match no target become targets (DIODE's false-positive sampling).
 
@@ -156,7 +167,13 @@ class DetectorInverter:
                 message += (' BN prior ON (frozen_bn_prior=True).' if use else
                             ' BN prior OFF: falling back to the other losses (set '
                             'frozen_bn_prior=True to match them anyway).')
-            print_log(f'Teacher {i}: {message}', 'current')
+            configured_but_off = status == 'none' and bn_weight > 0
+            if configured_but_off:
+                message += (f' bn_weight={bn_weight} is ignored for this teacher: set '
+                            'bn_weight=0 to say so in the config, or use a teacher with '
+                            'BatchNorm layers to have the BN prior.')
+            print_log(f'Teacher {i}: {message}', 'current',
+                      logging.WARNING if configured_but_off else logging.INFO)
             self.bn_prior.append(use)
 
     @classmethod
@@ -212,6 +229,10 @@ class DetectorInverter:
 
         Returns:
             Mean of each logged loss over these steps.
+
+        Raises:
+            NonFiniteSynthesisError: If a step's loss or gradient is not finite; that step
+                leaves the pixels as they were. The cohort should then be started again.
         """
         sums: Dict[str, float] = {}
         done = 0
@@ -224,7 +245,15 @@ class DetectorInverter:
                 group['lr'] = self.lr * 0.5 * (1 + math.cos(math.pi * cohort.age /
                                                             self.total_steps))
             loss, log = self.loss(cohort, generator)
+            if not torch.isfinite(loss):
+                raise NonFiniteSynthesisError(
+                    f'non-finite inversion loss at step {cohort.age} of a cohort '
+                    f'({describe_parts(log)})')
             (grad, ) = torch.autograd.grad(loss, [cohort.pixels])
+            if not torch.isfinite(grad).all():
+                raise NonFiniteSynthesisError(
+                    f'non-finite gradient of the inversion loss at step {cohort.age} of a '
+                    f'cohort ({describe_parts(log)})')
             cohort.pixels.grad = grad
             cohort.optimizer.step()
             with torch.no_grad():
@@ -263,8 +292,10 @@ class DetectorInverter:
         Shared by the optimized cohorts and by a generator network producing the images.
 
         Args:
-            pixels: Images in [0, 1], loader channel order, (N, 3, h, w); upsampled to
-                ``full_hw`` if smaller.
+            pixels: Images in [0, 1], loader channel order, (N, 3, h, w). An image smaller
+                than ``full_hw`` (the low-resolution phase) is scored at its own size: the
+                boxes and the augmentation's jitter are scaled down with it, so the teachers
+                run on a quarter of the pixels at ``lowres_scale`` 0.5.
             boxes: Per image, target boxes (K, 4) in ``full_hw`` pixels.
             labels: Per image, target labels (K,).
             metainfo: Per image, data sample metainfo.
@@ -274,8 +305,14 @@ class DetectorInverter:
         Returns:
             ``(loss, parts)``: the scalar loss and its parts as floats, for logging.
         """
-        full = self._full(pixels, full_hw)
-        augmented, moved, keep = augment_with_boxes(full, boxes, generator, **self.augment)
+        scale = pixels.shape[-1] / full_hw[1]
+        if scale != 1:  # low-resolution phase: the teachers see the small image (DIODE)
+            boxes = [b * scale for b in boxes]
+            metainfo = [dict(m, img_shape=tuple(pixels.shape[-2:])) for m in metainfo]
+        augment = dict(self.augment)
+        if augment.get('jitter'):
+            augment['jitter'] = max(1, round(augment['jitter'] * scale))
+        augmented, moved, keep = augment_with_boxes(pixels, boxes, generator, **augment)
         kept_labels = [lb[k] for lb, k in zip(labels, keep)]
         total = 0.
         log: Dict[str, float] = {}

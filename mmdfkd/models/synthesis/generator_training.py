@@ -7,7 +7,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from torch import Tensor
 
 from .box_conditioned_generator import BoxConditionedGenerator
-from .detector_inverter import DetectorInverter
+from .detector_inverter import DetectorInverter, NonFiniteSynthesisError, describe_parts
 
 # DAFL/DFAD-style default: Adam with a short memory of the first moment.
 DEFAULT_GENERATOR_OPTIM_WRAPPER = dict(
@@ -26,11 +26,21 @@ def build_generator(cfg: dict, optim_wrapper_cfg: dict, dataset,
 
     Returns:
         ``(network, optim_wrapper)``.
+
+    Raises:
+        ValueError: If the network's ``img_size`` differs from the dataset's (its boxes are
+            sampled in the dataset's image size).
     """
     cfg = dict(cfg)
     cfg.setdefault('num_classes', len(dataset.metainfo['classes']))
-    if 'img_size' not in cfg and hasattr(dataset, 'img_size'):
-        cfg['img_size'] = tuple(dataset.img_size)
+    if hasattr(dataset, 'img_size'):
+        size = tuple(cfg.setdefault('img_size', tuple(dataset.img_size)))
+        if size != tuple(dataset.img_size):
+            raise ValueError(
+                f'The generator draws {size[0]}x{size[1]} images but the train dataset samples '
+                f'boxes in {dataset.img_size[0]}x{dataset.img_size[1]} images: remove '
+                'img_size from the generator config (it defaults to the dataset\'s) or make '
+                'the two equal.')
     network = MODELS.build(cfg).to(device)
     return network, build_optim_wrapper(network, optim_wrapper_cfg)
 
@@ -55,10 +65,16 @@ def generator_step(network: BoxConditionedGenerator, optim_wrapper: OptimWrapper
 
     Returns:
         The loss parts, as floats.
+
+    Raises:
+        NonFiniteSynthesisError: If the loss is not finite; the network is not updated.
     """
     noise = network.sample_noise(len(boxes), rng)
     images = network(noise, boxes, labels)
     loss, log = inverter.image_loss(images, boxes, labels, metainfo, full_hw, rng)
+    if not torch.isfinite(loss):
+        raise NonFiniteSynthesisError(
+            f'non-finite generator loss ({describe_parts(log)}); the generator was not updated')
     optim_wrapper.update_params(loss)
     return log
 
@@ -66,6 +82,13 @@ def generator_step(network: BoxConditionedGenerator, optim_wrapper: OptimWrapper
 @torch.no_grad()
 def generate_images(network: BoxConditionedGenerator, boxes: List[Tensor],
                     labels: List[Tensor], rng: torch.Generator) -> Tensor:
-    """Images for the targets in loader pixel space: (N, 3, H, W), 0-255 rounded."""
+    """Images for the targets in loader pixel space: (N, 3, H, W), 0-255 rounded.
+
+    Raises:
+        NonFiniteSynthesisError: If the network draws NaN or inf values.
+    """
     noise = network.sample_noise(len(boxes), rng)
-    return (network(noise, boxes, labels) * 255).round()
+    images = network(noise, boxes, labels)
+    if not torch.isfinite(images).all():
+        raise NonFiniteSynthesisError('the generator network drew non-finite images')
+    return (images * 255).round()

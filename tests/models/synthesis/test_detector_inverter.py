@@ -1,8 +1,12 @@
 """DetectorInverter on a small RetinaNet teacher: the BN loss falls, pixels stay in range,
-multi-resolution and false-positive sampling work, and teachers without BN fall back."""
+multi-resolution and false-positive sampling work, teachers without BN fall back (and say so),
+and a non-finite loss is refused before it reaches the pixels."""
+import logging
+
 import torch
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
+from mmengine.logging import MMLogger
 
 from conftest import TEACHER_CONFIG
 from mmdfkd.models.synthesis import DetectorInverter
@@ -80,9 +84,29 @@ def test_false_positive_sampling_adds_non_overlapping_detections():
         assert (overlaps < 0.35).all()
 
 
+class _Records(logging.Handler):
+    """Keeps the records logged while attached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_teacher_without_bn_falls_back_to_the_other_losses():
-    inverter = DetectorInverter([_teacher('GN')], [1.0], total_steps=2, bn_weight=1.0)
+    logger = MMLogger.get_current_instance()
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        inverter = DetectorInverter([_teacher('GN')], [1.0], total_steps=2, bn_weight=1.0)
+    finally:
+        logger.removeHandler(handler)
     assert inverter.bn_prior == [False]
+    (warning, ) = [r.getMessage() for r in handler.records if r.levelno == logging.WARNING]
+    assert 'Teacher 0: RetinaNet has no BatchNorm layer with running statistics' in warning
+    assert 'bn_weight=1.0 is ignored for this teacher: set bn_weight=0' in warning
     generator = torch.Generator().manual_seed(0)
     cohort = inverter.start(*_targets(), (128, 128), generator)
     log = inverter.refine(cohort, 1, generator)
@@ -119,3 +143,24 @@ def test_frozen_imagenet_bn_falls_back_unless_asked():
     assert DetectorInverter([teacher], [1.0], total_steps=2,
                             frozen_bn_prior=True).bn_prior == [True]
     assert DetectorInverter([_teacher()], [1.0], total_steps=2).bn_prior == [True]
+
+
+def test_non_finite_loss_is_refused_before_it_reaches_the_pixels(monkeypatch):
+    import pytest
+
+    from mmdfkd.models.synthesis import NonFiniteSynthesisError
+    inverter = DetectorInverter([_teacher()], [1.0], total_steps=4)
+    generator = torch.Generator().manual_seed(0)
+    cohort = inverter.start(*_targets(), (128, 128), generator)
+    inverter.refine(cohort, 1, generator)
+    before = cohort.pixels.detach().clone()
+    original = inverter.image_loss
+
+    def nan_detection_loss(*args, **kwargs):
+        loss, log = original(*args, **kwargs)
+        return loss * float('nan'), dict(log, syn_det_t0=float('nan'))
+
+    monkeypatch.setattr(inverter, 'image_loss', nan_detection_loss)
+    with pytest.raises(NonFiniteSynthesisError, match=r'step 1 of a cohort .*syn_det_t0=nan'):
+        inverter.refine(cohort, 2, generator)
+    assert torch.equal(cohort.pixels, before) and cohort.age == 1
