@@ -190,7 +190,7 @@ def write_results(results: Dict[str, Any], out_dir: str) -> None:
     ax.set_ylabel('bbox mAP on demo val')
     ax.set_title('ViT student on the shapes demo')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='center right')
     fig.tight_layout()
     fig.savefig(osp.join(out_dir, 'quality.png'), dpi=120)
 
