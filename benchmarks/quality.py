@@ -19,9 +19,11 @@ The two bank rows report the synthesis time with their training time.
 
 Each student row is validated 4 times during training, for the mAP-against-iteration plot.
 Finished rows are kept in ``benchmarks/results/quality.json`` and skipped when the command is
-run again with the same settings; the rows ``make demo`` measured with the same teacher and
-schedule (teacher, student_real, dfkd_images) are taken from its ``summary.json``, and its
-bank is reused by ``dfkd_bank`` (``--force`` reruns them all). Writes ``quality.json``,
+run again with the same settings (data, schedule, seed, and the teacher checkpoint's content)
+and their config unchanged (a hash of the resolved config is stored with each row); the rows
+``make demo`` measured under the same conditions (teacher, student_real, dfkd_images) are
+taken from its ``summary.json``, and its bank is reused by ``dfkd_bank`` (``--force`` reruns
+them all). Writes ``quality.json``,
 ``quality.md`` and ``quality.png`` under ``benchmarks/results/``.
 """
 import argparse
@@ -37,8 +39,8 @@ import torch
 from mmengine.config import Config
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.utils.experiment import (REPO_ROOT, evaluate, experiment_config, synthesize_bank,
-                                     train, validation_curve)
+from mmdfkd.utils.experiment import (REPO_ROOT, config_fingerprint, evaluate, experiment_config,
+                                     file_fingerprint, synthesize_bank, train, validation_curve)
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 ROWS = {
@@ -106,14 +108,15 @@ def run_row(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Dic
         cfg = experiment_config(config, work_dir, args.data_root, args.seed)
         start = time.time()
         metrics = evaluate(cfg, args.teacher_checkpoint)
-        return dict(metrics, curve=[], eval_s=round(time.time() - start, 1))
+        return dict(metrics, curve=[], eval_s=round(time.time() - start, 1),
+                    config_sha=config_fingerprint(config))
     shutil.rmtree(work_dir, ignore_errors=True)
     real = name in ('student_real', 'student_real_kd')
     cfg = experiment_config(config, work_dir, args.data_root, args.seed, args.iters,
                             teacher_checkpoint=args.teacher_checkpoint,
                             train_data_root=args.data_root if real else None)
     cfg.train_cfg.val_interval = max(1, cfg.train_cfg.max_iters // 4)
-    row: Dict[str, Any] = {}
+    row: Dict[str, Any] = dict(config_sha=config_fingerprint(config))
     if name in ('dfkd_images', 'dfkd_bank'):
         row.update(bank_for(args, results))
         cfg.train_dataloader.dataset.data_root = row['bank']
@@ -126,30 +129,34 @@ def run_row(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Dic
     return row
 
 
-def rows_from_demo(path: str, iters: int, teacher_checkpoint: str) -> Dict[str, Any]:
+def rows_from_demo(path: str, iters: int, teacher_sha: str) -> Dict[str, Any]:
     """The rows ``make demo`` already measured (teacher, student_real, dfkd_images), if its
-    summary at ``path`` used the same teacher checkpoint and student schedule."""
+    summary at ``path`` used the same teacher checkpoint and student schedule, each with its
+    config as it is now."""
     if not osp.isfile(path):
         return {}
     with open(path) as f:
         demo = json.load(f)
-    if demo.get('student', {}).get('iters') != iters or osp.abspath(
-            demo['teacher']['checkpoint']) != osp.abspath(teacher_checkpoint):
+    if (demo.get('student', {}).get('iters') != iters
+            or demo['teacher'].get('checkpoint_sha') != teacher_sha):
         return {}
     stages = demo['stages_s']
-
-    def row(entry: Dict[str, Any], **extra) -> Dict[str, Any]:
-        return dict(bbox_mAP=entry['bbox_mAP'], bbox_mAP_50=entry['bbox_mAP_50'],
-                    curve=entry.get('curve', []), source=path, **extra)
-
-    return dict(
-        teacher=row(demo['teacher']),
-        student_real=row(demo['student_real'], iters=iters,
-                         train_s=stages['student_real_train']),
-        dfkd_images=row(demo['student'], iters=iters, train_s=stages['student_train'],
-                        synthesis_s=stages['synthesis'],
-                        synthetic_images=demo['synthesis']['num_images'],
-                        bank=demo['synthesis']['path']))
+    extras = dict(
+        teacher={},
+        student_real=dict(iters=iters, train_s=stages['student_real_train']),
+        dfkd_images=dict(iters=iters, train_s=stages['student_train'],
+                         synthesis_s=stages['synthesis'],
+                         synthetic_images=demo['synthesis']['num_images'],
+                         bank=demo['synthesis']['path']))
+    entries = dict(teacher='teacher', student_real='student_real', dfkd_images='student')
+    rows = {}
+    for name, key in entries.items():
+        entry = demo[key]
+        if entry.get('config_sha') == config_fingerprint(osp.join(DEMO, ROWS[name][1])):
+            rows[name] = dict(bbox_mAP=entry['bbox_mAP'], bbox_mAP_50=entry['bbox_mAP_50'],
+                              curve=entry.get('curve', []), config_sha=entry['config_sha'],
+                              source=path, **extras[name])
+    return rows
 
 
 def write_results(results: Dict[str, Any], out_dir: str) -> None:
@@ -201,18 +208,22 @@ def main() -> None:
     if args.iters is None:
         args.iters = Config.fromfile(osp.join(DEMO, ROWS['student_real'][1])).train_cfg.max_iters
     settings = dict(data_root=args.data_root, iters=args.iters,
-                    teacher_checkpoint=args.teacher_checkpoint, seed=args.seed)
+                    teacher_checkpoint=args.teacher_checkpoint,
+                    teacher_sha=file_fingerprint(args.teacher_checkpoint), seed=args.seed)
     results: Dict[str, Any] = dict(settings, rows={})
     if osp.isfile(path) and not args.force:
         with open(path) as f:
             previous = json.load(f)
         if all(previous.get(k) == v for k, v in settings.items()):
-            results['rows'] = previous['rows']
+            results['rows'] = {
+                name: row for name, row in previous['rows'].items()
+                if name in ROWS and row.get('config_sha') == config_fingerprint(
+                    osp.join(DEMO, ROWS[name][1]))}
     results.update(date=time.strftime('%Y-%m-%d'),
                    machine=f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
     if not args.force:
         for name, row in rows_from_demo(args.demo_summary, args.iters,
-                                        args.teacher_checkpoint).items():
+                                        settings['teacher_sha']).items():
             results['rows'].setdefault(name, row)
     todo: List[str] = [r for r in args.rows if r not in results['rows']]
     for name in todo:

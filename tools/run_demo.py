@@ -35,8 +35,8 @@ from mmengine.config import Config
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
 from mmdfkd.datasets.shapes_coco import make_shapes_coco
-from mmdfkd.utils.experiment import (REPO_ROOT, evaluate, experiment_config, synthesize_bank,
-                                     train, validation_curve)
+from mmdfkd.utils.experiment import (REPO_ROOT, config_fingerprint, evaluate, experiment_config,
+                                     file_fingerprint, synthesize_bank, train, validation_curve)
 from mmdfkd.utils.model_stats import model_stats
 
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'demo')
@@ -192,14 +192,21 @@ def main(argv: Optional[list] = None) -> Dict[str, Any]:
         efficiency_stats(TEACHER_CONFIG, shape), efficiency_stats(STUDENT_REAL_CONFIG, shape)))
 
     stages = summary['stages_s']
-    summary['teacher'] = dict(config=TEACHER_CONFIG, checkpoint=teacher_ckpt, **teacher,
+    summary['teacher'] = dict(config=TEACHER_CONFIG,
+                              config_sha=config_fingerprint(TEACHER_CONFIG),
+                              checkpoint=teacher_ckpt,
+                              checkpoint_sha=file_fingerprint(teacher_ckpt), **teacher,
                               **teacher_stats, train_s=stages['teacher_train'])
-    summary['student_real'] = dict(config=STUDENT_REAL_CONFIG, checkpoint=real_ckpt,
+    summary['student_real'] = dict(config=STUDENT_REAL_CONFIG,
+                                   config_sha=config_fingerprint(STUDENT_REAL_CONFIG),
+                                   checkpoint=real_ckpt,
                                    **student_real, **student_stats,
                                    train_s=stages['student_real_train'],
                                    iters=real_cfg.train_cfg.max_iters,
                                    curve=validation_curve(real_cfg.work_dir))
-    summary['student'] = dict(config=STUDENT_CONFIG, checkpoint=student_ckpt, **student,
+    summary['student'] = dict(config=STUDENT_CONFIG,
+                              config_sha=config_fingerprint(STUDENT_CONFIG),
+                              checkpoint=student_ckpt, **student,
                               **student_stats,
                               train_s=stages['synthesis'] + stages['student_train'],
                               iters=student_cfg.train_cfg.max_iters,

@@ -1,6 +1,7 @@
 """Run configs on a local dataset with the mmengine Runner: the steps shared by the demo
 (``tools/run_demo.py``) and the benchmarks (``benchmarks/``)."""
 import gc
+import hashlib
 import json
 import os
 import os.path as osp
@@ -62,6 +63,22 @@ def experiment_config(config: str, work_dir: str, data_root: str, seed: int = 0,
         for teacher in cfg.model.get('teachers', []):
             teacher.checkpoint = teacher_checkpoint
     return cfg
+
+
+def config_fingerprint(config: str) -> str:
+    """A short hash of a config as mmengine resolves it (its ``_base_`` files included), so a
+    stored result can tell whether it was made with the config as it is now."""
+    text = Config.fromfile(config).pretty_text
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_fingerprint(path: str) -> str:
+    """A short hash of a file's bytes (e.g. a checkpoint)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def train(cfg: Config) -> str:

@@ -4,6 +4,8 @@ import os.path as osp
 
 from conftest import run_tool
 
+from mmdfkd.utils.experiment import file_fingerprint
+
 
 def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     data_root, work_dir = str(tmp_path / 'data'), str(tmp_path / 'work')
@@ -22,6 +24,9 @@ def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
         assert 0 <= entry['bbox_mAP'] <= 1 and 0 <= entry['bbox_mAP_50'] <= 1
         assert entry['params'] > 0 and entry['gflops'] > 0 and entry['latency_ms'] > 0
         assert osp.isfile(entry['checkpoint'])
+        assert len(entry['config_sha']) == 16  # the quality benchmark checks rows by it
+    assert summary['teacher']['checkpoint_sha'] == file_fingerprint(
+        summary['teacher']['checkpoint'])
     assert summary['student']['params'] < summary['teacher']['params']
     assert summary['student']['iters'] == summary['student_real']['iters'] == 2
     for stage in ('data', 'teacher_train', 'teacher_eval', 'student_real_train', 'synthesis',
