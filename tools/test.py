@@ -11,11 +11,13 @@ import sys
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.utils import MissingFilesError, check_config_paths, prepare_config
+from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_fit_problem,
+                          prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,6 +59,12 @@ def main() -> None:
         sys.exit(str(exc))
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    problem = checkpoint_fit_problem(model, args.checkpoint)
+    if problem:  # mmengine would load what fits and evaluate a half-initialized model
+        sys.exit(f'Checkpoint {args.checkpoint!r} does not fit the model of {args.config}: '
+                 f'{problem}. Evaluate it with the config it was trained with (tools/train.py '
+                 'saves that config in the work dir).')
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmdfkd.utils.checkpoint_fit import checkpoint_fit_problem
 from mmdfkd.utils.config import prepare_config, scale_iter_schedule
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -96,9 +97,16 @@ def evaluate(cfg: Config, checkpoint: str) -> Dict[str, float]:
     Returns:
         dict: ``bbox_mAP`` and ``bbox_mAP_50``. A model that detects nothing above its score
         threshold (mmdet's CocoMetric then reports no metric) scores 0.
+
+    Raises:
+        ValueError: If the checkpoint's weights do not fit the config's model (missing or of
+            another shape), which mmengine would load partially and evaluate anyway.
     """
     cfg.load_from = checkpoint
     runner = Runner.from_cfg(cfg)
+    problem = checkpoint_fit_problem(runner.model, checkpoint)
+    if problem:
+        raise ValueError(f'{checkpoint} does not fit the model of the config: {problem}')
     metrics = runner.test()
     del runner
     gc.collect()

@@ -6,7 +6,7 @@ import json
 import os.path as osp
 import pickle
 
-from conftest import run_tool, write_tiny_teacher_config
+from conftest import run_tool, save_random_teacher_checkpoint, write_tiny_teacher_config
 
 
 def _scalars(work_dir: str) -> list:
@@ -67,3 +67,16 @@ def test_test_tool_with_missing_checkpoint_is_a_clear_error(tiny_shapes_root, tm
     assert result.returncode != 0
     assert 'missing.pth' in result.stderr and 'does not exist' in result.stderr
     assert not osp.exists(osp.join(tmp_path, 'work_dirs'))
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_model(tiny_shapes_root, tmp_path):
+    # The demo teacher's weights evaluated with a narrower head: mmengine alone would load what
+    # fits, warn, and report the mAP of a half-initialized model.
+    config = write_tiny_teacher_config(tiny_shapes_root, str(tmp_path / 'tiny_teacher.py'))
+    checkpoint = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    result = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'w'),
+                       '--cfg-options', 'model.bbox_head.feat_channels=64'])
+    assert result.returncode != 0
+    assert 'does not fit the model of' in result.stderr
+    assert 'weights of another shape' in result.stderr
+    assert 'the config it was trained with' in result.stderr
