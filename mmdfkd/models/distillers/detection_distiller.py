@@ -17,6 +17,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .inheritance import inherit_weights, inheritance_pairs
 from .normalization import normalize_like, renormalize
 from .recorder import ModuleOutputRecorder, resolve_submodule
 from .teacher_loader import load_teacher_checkpoint, resolve_teacher_config
@@ -126,6 +127,12 @@ class DetectionDistiller(BaseDetector):
             ``teacher`` (sources), and optionally ``levels``, ``teachers`` (indices of the
             teachers the term uses, default all), ``name`` and ``fg_mask``.
         gt_loss_weight: Weight of the student's own loss on the batch's ground truth.
+        inherit: Names of student submodules (e.g. ``['bbox_head']``) that start from the
+            first teacher's weights instead of their own initialization (FGD's inheriting
+            strategy): every parameter and buffer with a same-named, same-shaped teacher
+            counterpart is copied by ``init_weights``; norm layers of another type (GroupNorm
+            from BatchNorm) take the affine weight and bias. Checked at build time: the
+            submodule must exist in both and its shapes must match.
         class_mapping: ``{teacher_label: student_label}`` when the teachers' classes differ
             from the student's; needed if the class counts differ.
         predict_with: ``'student'`` (default) or ``'teacher'``/``'teacherN'``: which model
@@ -143,6 +150,7 @@ class DetectionDistiller(BaseDetector):
                  teachers: Union[dict, Sequence[dict]],
                  distill_losses: Sequence[dict] = (),
                  gt_loss_weight: float = 1.0,
+                 inherit: Sequence[str] = (),
                  class_mapping: Optional[Dict[int, int]] = None,
                  predict_with: str = 'student',
                  config_dir: Optional[str] = None,
@@ -179,6 +187,12 @@ class DetectionDistiller(BaseDetector):
                                                           self.teachers.named_buffers())])
 
         self.gt_loss_weight = float(gt_loss_weight)
+        self.inherit = [inherit] if isinstance(inherit, str) else list(inherit)
+        for module in self.inherit:
+            try:
+                inheritance_pairs(self.student, self.teachers[0], module)
+            except KeyError as error:
+                raise KeyError(f'model.inherit: {error.args[0]}') from None
         self.class_mapping = {int(k): int(v) for k, v in (class_mapping or {}).items()}
         self._check_classes()
         self.predict_with = predict_with
@@ -402,8 +416,14 @@ class DetectionDistiller(BaseDetector):
         return self
 
     def init_weights(self) -> None:
-        """Initializes the student and the adapters; the loaded teachers are left alone."""
+        """Initializes the student (the ``inherit`` submodules from the first teacher) and the
+        adapters; the loaded teachers are left alone."""
         self.student.init_weights()
+        for module in self.inherit:
+            kept = inherit_weights(self.student, self.teachers[0], module)
+            print_log(f'DetectionDistiller: student {module} inherited from teacher 0'
+                      + (f'; kept as initialized: {", ".join(kept)}' if kept else ''),
+                      logger='current')
         for term in self.terms:
             for adapter in term.adapters.values():
                 adapter.reset_parameters()
