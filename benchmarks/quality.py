@@ -185,7 +185,7 @@ def write_results(results: Dict[str, Any], out_dir: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
     for name in ROWS:
         curve = rows.get(name, {}).get('curve')
         if curve:
@@ -197,7 +197,7 @@ def write_results(results: Dict[str, Any], out_dir: str) -> None:
     ax.set_ylabel('bbox mAP on demo val')
     ax.set_title('ViT student on the shapes demo')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc='center right')
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     fig.savefig(osp.join(out_dir, 'quality.png'), dpi=120)
 
