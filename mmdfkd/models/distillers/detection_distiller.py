@@ -187,16 +187,16 @@ class DetectionDistiller(BaseDetector):
                                                           self.teachers.named_buffers())])
 
         self.gt_loss_weight = float(gt_loss_weight)
+        self.class_mapping = {int(k): int(v) for k, v in (class_mapping or {}).items()}
+        self._check_classes()
+        self.predict_with = predict_with
+        self._teacher_to_predict()  # validates predict_with
         self.inherit = [inherit] if isinstance(inherit, str) else list(inherit)
         for module in self.inherit:
             try:
                 inheritance_pairs(self.student, self.teachers[0], module)
             except KeyError as error:
                 raise KeyError(f'model.inherit: {error.args[0]}') from None
-        self.class_mapping = {int(k): int(v) for k, v in (class_mapping or {}).items()}
-        self._check_classes()
-        self.predict_with = predict_with
-        self._teacher_to_predict()  # validates predict_with
 
         self.terms = nn.ModuleList(self._build_term(i, cfg) for i, cfg in enumerate(distill_losses))
         self._probe(probe_shape)

@@ -78,7 +78,8 @@ def inheritance_pairs(student: nn.Module, teacher: nn.Module,
         raise ValueError(
             f'inherit: the student\'s {module!r} does not have the teacher\'s shapes ('
             + '; '.join(mismatched[:4]) + (' ...' if len(mismatched) > 4 else '')
-            + f'). Give the student\'s {module} the teacher\'s channels and layers, or '
+            + f'). Give the student\'s {module} the teacher\'s channels, layers, anchors and '
+            f'classes, or '
             f'remove {module!r} from `inherit`.')
     if not pairs:
         raise ValueError(f'inherit: no tensor of the student\'s {module!r} has a teacher '
