@@ -195,8 +195,8 @@ class DetectionDistiller(BaseDetector):
         for module in self.inherit:
             try:
                 inheritance_pairs(self.student, self.teachers[0], module)
-            except KeyError as error:
-                raise KeyError(f'model.inherit: {error.args[0]}') from None
+            except (KeyError, ValueError) as error:
+                raise type(error)(f'model.{error.args[0]}') from None
 
         self.terms = nn.ModuleList(self._build_term(i, cfg) for i, cfg in enumerate(distill_losses))
         self._probe(probe_shape)

@@ -52,12 +52,14 @@ def inheritance_pairs(student: nn.Module, teacher: nn.Module,
         KeyError: If either detector lacks ``module``.
         ValueError: If a paired tensor differs in shape, or nothing would be inherited.
     """
-    student_root = resolve_submodule(student, module)
-    try:
-        teacher_root = resolve_submodule(teacher, module)
-    except KeyError:
-        raise KeyError(f'inherit: the teacher has no submodule {module!r} to inherit the '
-                       f'student\'s from; remove it from `inherit`.') from None
+    roots = []
+    for role, detector in (('student', student), ('teacher', teacher)):
+        try:
+            roots.append(resolve_submodule(detector, module))
+        except KeyError as error:
+            raise KeyError(f'inherit: the {role} has no submodule {module!r} ({error.args[0]}); '
+                           f'remove it from `inherit`.') from None
+    student_root, teacher_root = roots
     student_modules = dict(student_root.named_modules())
     teacher_modules = dict(teacher_root.named_modules())
     pairs, kept, mismatched = [], [], []
@@ -79,8 +81,7 @@ def inheritance_pairs(student: nn.Module, teacher: nn.Module,
             f'inherit: the student\'s {module!r} does not have the teacher\'s shapes ('
             + '; '.join(mismatched[:4]) + (' ...' if len(mismatched) > 4 else '')
             + f'). Give the student\'s {module} the teacher\'s channels, layers, anchors and '
-            f'classes, or '
-            f'remove {module!r} from `inherit`.')
+            f'classes, or remove {module!r} from `inherit`.')
     if not pairs:
         raise ValueError(f'inherit: no tensor of the student\'s {module!r} has a teacher '
                          f'counterpart of the same name; remove {module!r} from `inherit`.')
