@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
@@ -17,7 +18,7 @@ from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
 from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_fit_problem,
-                          prepare_config)
+                          finish_distributed, init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,6 +59,9 @@ def main() -> None:
     except MissingFilesError as exc:
         sys.exit(str(exc))
 
+    if args.launcher == 'pytorch' and not torch.cuda.is_available():
+        init_cpu_distributed(cfg)  # gloo; mmengine's own set-up needs a GPU
+
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     problem = checkpoint_fit_problem(model, args.checkpoint)
@@ -68,6 +72,7 @@ def main() -> None:
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -25,7 +25,8 @@ from mmengine.runner import Runner
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
 from mmdfkd.engine.hooks import RandomStateHook
 from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_problem,
-                          find_resumable_checkpoint, init_cpu_distributed, prepare_config)
+                          find_resumable_checkpoint, finish_distributed, init_cpu_distributed,
+                          prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -122,6 +123,7 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -1,12 +1,15 @@
 """tools/dist_train.sh runs data-free distillation on torchrun: two CPU processes (gloo), each
 synthesizing its own images; the teachers stay out of DistributedDataParallel, no
 find_unused_parameters is needed, and rank 0 writes one checkpoint that holds both ranks'
-synthesis and random states."""
+synthesis and random states. tools/dist_test.sh evaluates a checkpoint on two CPU processes.
+Both end with every rank exiting 0 (the process group is destroyed, not left to the
+interpreter's exit)."""
 import glob
 import json
 import math
 import os
 import os.path as osp
+import pickle
 import socket
 import subprocess
 import sys
@@ -15,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from conftest import REPO_ROOT, save_random_teacher_checkpoint
+from conftest import REPO_ROOT, save_random_teacher_checkpoint, write_tiny_teacher_config
 from reliability_helpers import IMPORT_ENV, small_dfkd_config, with_helpers
 
 
@@ -23,6 +26,11 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def _torchrun_env() -> dict:
+    return {**os.environ, **IMPORT_ENV, 'PORT': str(_free_port()),
+            'PATH': osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
 
 
 def test_two_processes_on_cpu(tiny_shapes_root, tmp_path):
@@ -34,10 +42,9 @@ def test_two_processes_on_cpu(tiny_shapes_root, tmp_path):
     with_helpers(cfg, [dict(type='DistributedReportHook')]).dump(config)
     work_dir = str(tmp_path / 'work')
 
-    env = {**os.environ, **IMPORT_ENV, 'PORT': str(_free_port()),
-           'PATH': osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']}
     result = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=REPO_ROOT, env=_torchrun_env(), capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     for rank in (0, 1):
@@ -69,3 +76,21 @@ def test_two_processes_on_cpu(tiny_shapes_root, tmp_path):
     assert len(synthetic) == len(random_state) == 2  # both ranks, for resuming each its own
     assert not torch.equal(synthetic[0]['rng'], synthetic[1]['rng'])
     assert not torch.equal(synthetic[0]['buffer'][0]['image'], synthetic[1]['buffer'][0]['image'])
+
+
+def test_dist_test_evaluates_on_two_processes(tiny_shapes_root, tmp_path):
+    config = write_tiny_teacher_config(tiny_shapes_root, str(tmp_path / 'teacher.py'))
+    checkpoint = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    out = str(tmp_path / 'preds.pkl')
+    result = subprocess.run(['bash', 'tools/dist_test.sh', config, checkpoint, '2', '--work-dir',
+                             str(tmp_path / 'work'), '--out', out],
+                            cwd=REPO_ROOT, env=_torchrun_env(), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'coco/bbox_mAP' in result.stdout + result.stderr
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    # The two ranks' halves of the val split, gathered: each of the 8 images once.
+    assert sorted(p['img_id'] for p in predictions) == sorted(set(p['img_id']
+                                                                  for p in predictions))
+    assert len(predictions) == 8
