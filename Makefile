@@ -2,11 +2,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdfkd-setup-done
-SETUP_INPUTS := requirements.txt setup.py scripts/setup_env.sh scripts/build_mmcv.sh
+SETUP_INPUTS := requirements.txt setup.py $(wildcard scripts/*.sh)
 
-.PHONY: setup test demo benchmarks clean
+.PHONY: setup setup-fresh test demo benchmarks clean
 
 setup: $(STAMP)
+
+# The set-up as a fresh machine runs it: new .venv, empty mmcv wheel cache, no pip cache (~25 min).
+setup-fresh:
+	VENV=$(VENV) bash scripts/fresh_setup.sh
 
 $(STAMP): $(SETUP_INPUTS)
 	VENV=$(VENV) bash scripts/setup_env.sh

@@ -11,8 +11,10 @@
 #   http://images.cocodataset.org/zips/val2017.zip                         (data/coco/val2017/)
 #   http://images.cocodataset.org/annotations/annotations_trainval2017.zip (data/coco/annotations/)
 # tools/train.py and tools/test.py check both before building anything. Edit the two paths
-# here, or override the keys they were copied to (mmengine substitutes variables before
-# --cfg-options apply, so `--cfg-options teacher_checkpoint=...` would change nothing):
+# here, or override the keys they were copied to (mmengine substitutes a variable when it parses
+# the file that uses it, before --cfg-options apply and before an inheriting config is read, so
+# `--cfg-options teacher_checkpoint=...` or `teacher_checkpoint = ...` in a config inheriting
+# this one would change nothing; dfkd_vit_det_faster_rcnn.py lists its teacher again):
 #   --cfg-options model.teachers.0.checkpoint=PATH \
 #       val_dataloader.dataset.data_root=DIR/ \
 #       val_evaluator.ann_file=DIR/annotations/instances_val2017.json

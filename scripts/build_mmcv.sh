@@ -6,9 +6,16 @@
 # wheel with MMCV_WITH_OPS=1 and --no-build-isolation (so it compiles against the installed torch),
 # caches the wheel outside the repository and reuses it next time, then checks that mmcv.ops.nms runs.
 #
+# The sdist's metadata is prepared without build isolation too: an isolated build environment would
+# install the registry's newest setuptools, and setuptools >= 81 has no pkg_resources, which mmcv's
+# setup.py imports. PYTHON must therefore have setuptools < 81 (scripts/setup_env.sh installs the
+# pinned one first). With a cached wheel, CI (CI=true) or MMDFKD_VERIFY_SDIST=1 still downloads and
+# prepares the sdist, so what a fresh machine does first is exercised on every CI run.
+#
 # Usage: scripts/build_mmcv.sh [PYTHON]     (default: .venv/bin/python)
 # Environment: MMDFKD_CACHE (default ~/.cache/mmdfkd), MMCV_VERSION (default 2.1.0),
-#              MAX_JOBS (default: number of cores).
+#              MAX_JOBS (default: number of cores), MMDFKD_VERIFY_SDIST (default: on when CI=true),
+#              HEARTBEAT_S (seconds between progress lines during the build, default 60).
 set -euo pipefail
 
 PY="${1:-.venv/bin/python}"
@@ -18,6 +25,32 @@ MMCV_VERSION="${MMCV_VERSION:-2.1.0}"
 CACHE="${MMDFKD_CACHE:-$HOME/.cache/mmdfkd}"
 
 log() { echo "[build_mmcv] $*"; }
+
+if ! "$PY" -c 'import pkg_resources' 2>/dev/null; then
+    log "error: $PY has no pkg_resources (setuptools >= 81, or none), which mmcv's setup.py needs."
+    log "Install the pinned build tools first: $PY -m pip install 'setuptools==80.10.2' (make setup does)."
+    exit 1
+fi
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# Download the sdist and prepare its metadata with the environment's own (pinned) setuptools.
+fetch_sdist() {
+    "$PY" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+        "mmcv==$MMCV_VERSION" -d "$WORK"
+    tar -xzf "$WORK/mmcv-$MMCV_VERSION.tar.gz" -C "$WORK"
+}
+
+# Print a line every HEARTBEAT_S seconds while the build runs: it is silent for 10 to 25 minutes.
+heartbeat() {
+    local src="$1" start=$SECONDS
+    while sleep "${HEARTBEAT_S:-60}"; do
+        local objects
+        objects="$(find "$src/build" -name '*.o' 2>/dev/null | wc -l)"
+        log "still compiling: $(((SECONDS - start) / 60)) min, $objects object files so far"
+    done
+}
 
 check_ops() {
     "$PY" - <<'PYEOF'
@@ -34,8 +67,17 @@ print('[build_mmcv] mmcv.ops.nms works (cuda=%s)' % torch.cuda.is_available())
 PYEOF
 }
 
+VERIFY_SDIST="${MMDFKD_VERIFY_SDIST:-$([[ "${CI:-}" == true ]] && echo 1 || echo 0)}"
+verify_sdist() {
+    if [[ "$VERIFY_SDIST" == 1 ]]; then
+        fetch_sdist
+        log "the mmcv $MMCV_VERSION sdist downloads and its metadata prepares with the pinned setuptools"
+    fi
+}
+
 if "$PY" -c "import mmcv, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null && check_ops 2>/dev/null; then
     log "mmcv $MMCV_VERSION with ops already installed"
+    verify_sdist
     exit 0
 fi
 
@@ -53,11 +95,8 @@ WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || tr
 
 if [[ -z "$WHEEL" ]]; then
     log "no cached wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION ($WITH_CUDA) from the sdist"
-    log "this takes about 12 minutes on 2 CPU cores (longer with CUDA ops)"
-    WORK="$(mktemp -d)"
-    trap 'rm -rf "$WORK"' EXIT
-    "$PY" -m pip download --quiet --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$WORK"
-    tar -xzf "$WORK/mmcv-$MMCV_VERSION.tar.gz" -C "$WORK"
+    log "this takes about 25 minutes on 2 CPU cores (longer with CUDA ops)"
+    fetch_sdist
     SRC="$WORK/mmcv-$MMCV_VERSION"
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
     if grep -qE -- '-std=c\+\+1[47]' "$SRC/setup.py"; then
@@ -65,7 +104,18 @@ if [[ -z "$WHEEL" ]]; then
     fi
     export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
     if [[ "$WITH_CUDA" == cpu ]]; then export FORCE_CUDA=0; else export FORCE_CUDA=1; fi
-    (cd "$SRC" && "$PY" -m pip wheel --no-build-isolation --no-deps -w "$WORK/dist" .)
+    heartbeat "$SRC" &
+    HEARTBEAT_PID=$!
+    # The pending sleep first (its loop would orphan it), then the loop; `wait` reaps the loop
+    # without a "Terminated" line.
+    stop_heartbeat() {
+        { pkill -P "$HEARTBEAT_PID" sleep || true; kill "$HEARTBEAT_PID" || true
+          wait "$HEARTBEAT_PID" || true; } 2>/dev/null
+    }
+    trap 'stop_heartbeat; rm -rf "$WORK"' EXIT
+    (cd "$SRC" && "$PY" -m pip wheel --quiet --no-build-isolation --no-deps -w "$WORK/dist" .)
+    stop_heartbeat
+    trap 'rm -rf "$WORK"' EXIT
     BUILT="$(ls "$WORK"/dist/mmcv-*.whl)"
     # Copy under a temporary name, then rename: an interrupted build never leaves a broken wheel.
     cp "$BUILT" "$WHEEL_DIR/.partial.whl"
@@ -74,6 +124,7 @@ if [[ -z "$WHEEL" ]]; then
     log "cached $WHEEL"
 else
     log "reusing cached wheel $WHEEL"
+    verify_sdist
 fi
 
 "$PY" -m pip install --quiet --no-deps "$WHEEL"

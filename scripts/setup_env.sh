@@ -4,14 +4,19 @@
 # Installs the pinned stack of requirements.txt, builds mmcv with its compiled ops (cached under
 # ~/.cache/mmdfkd, see scripts/build_mmcv.sh), installs mmdet and this package in editable mode,
 # then prints the environment report. Re-running it is cheap: a stamp file records the inputs of
-# the last successful set-up, and nothing is done while they are unchanged.
+# the last successful set-up (scripts/setup_hash.sh), and nothing is done while they are unchanged.
+#
+# Nothing here depends on what the registry serves as newest: every requirement is pinned and
+# installed from a wheel (--only-binary), and the two source builds (mmcv's sdist and this
+# package) run without build isolation, with the pinned setuptools installed in step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"
 STAMP="$VENV/.mmdfkd-setup-done"
-INPUTS_HASH="$(cat requirements.txt setup.py scripts/setup_env.sh scripts/build_mmcv.sh | sha256sum | cut -d' ' -f1)"
+INPUTS_HASH="$(bash scripts/setup_hash.sh)"
+START=$SECONDS
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$INPUTS_HASH" ]] && "$PY" -c 'import mmdfkd' 2>/dev/null; then
     echo "[setup] $VENV is up to date"
@@ -32,15 +37,16 @@ BASE_REQS="$(mktemp)"
 trap 'rm -f "$BASE_REQS"' EXIT
 grep -vE '^(mmcv|mmdet)==' requirements.txt > "$BASE_REQS"
 echo "[setup] installing the pinned requirements (torch comes from the local wheel cache)"
-"${PIP[@]}" install --quiet -r "$BASE_REQS"
+"${PIP[@]}" install --quiet --only-binary :all: -r "$BASE_REQS"
 
 # 2. mmcv with ops, built once and cached outside the repository.
 bash scripts/build_mmcv.sh "$PY"
 
 # 3. mmdet (its mmcv requirement is now met) and this package.
-"${PIP[@]}" install --quiet -r requirements.txt
+"${PIP[@]}" install --quiet --only-binary :all: -r requirements.txt
 "${PIP[@]}" install --quiet --no-deps --no-build-isolation -e .
 
 "$PY" -m mmdfkd.utils.collect_env
 echo "$INPUTS_HASH" > "$STAMP"
-echo "[setup] done: $VENV is ready"
+ELAPSED=$((SECONDS - START))
+echo "[setup] done in $((ELAPSED / 60)) min $((ELAPSED % 60)) s: $VENV is ready"

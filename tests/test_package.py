@@ -47,3 +47,29 @@ def test_custom_imports_in_a_config_registers_the_package(tmp_path):
     result = run_tool([str(script)], cwd=os.getcwd())
     assert result.returncode == 0, result.stderr
     assert 'registered' in result.stdout
+
+
+def test_importing_the_package_silences_only_the_pkg_resources_warning(tmp_path):
+    """mmengine re-imports pkg_resources at every is_installed call; after ``import mmdfkd`` its
+    deprecation warning is gone, while other warnings (setuptools' own too) still print."""
+    script = tmp_path / 'check.py'
+    script.write_text(
+        'import warnings\n'
+        'import mmdfkd\n'
+        'from mmengine.utils import is_installed\n'
+        'assert is_installed("mmdet")\n'
+        'warnings.warn("pkg_resources is something else", UserWarning)\n'
+        'warnings.warn("another warning", UserWarning)\n')
+    result = run_tool([str(script)], cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'pkg_resources is deprecated' not in result.stderr
+    assert 'pkg_resources is something else' in result.stderr
+    assert 'another warning' in result.stderr
+
+
+def test_without_the_package_mmengine_prints_the_pkg_resources_warning(tmp_path):
+    """The warning the package silences is real: the check above cannot pass vacuously."""
+    result = run_tool(['-c', 'from mmengine.utils import is_installed; is_installed("mmdet")'],
+                      cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'pkg_resources is deprecated' in result.stderr

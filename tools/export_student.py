@@ -17,7 +17,8 @@ from typing import Any, Set
 import torch
 
 import mmdfkd
-from mmdfkd.utils import load_config
+from mmdfkd.utils import (CheckpointFileError, is_distiller_config, load_checkpoint_file,
+                          load_config, student_model_config, student_weights)
 
 _MMDFKD_TYPES = set(mmdfkd.models.__all__) | set(mmdfkd.engine.__all__)
 
@@ -54,25 +55,21 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> None:
 
     Raises:
         ValueError: If the config is not a distiller's or the checkpoint holds no student.
-        FileNotFoundError: If the checkpoint does not exist.
+        CheckpointFileError: If the checkpoint does not exist, is a directory, or cannot be
+            loaded (truncated, damaged, not a checkpoint, or unsafe).
     """
     cfg = load_config(config)
-    if 'student' not in cfg.model:
+    if not is_distiller_config(cfg.model):
         raise ValueError(f'{config}: model has no `student`; this tool exports the student of a '
                          'DetectionDistiller config. A plain detector config needs no export.')
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'Checkpoint {checkpoint!r} does not exist.')
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    state = {k[len('student.'):]: v for k, v in ckpt['state_dict'].items()
-             if k.startswith('student.')}
+    ckpt = load_checkpoint_file(checkpoint)
+    state = student_weights(ckpt)
     if not state:
         raise ValueError(f'Checkpoint {checkpoint!r} holds no `student.*` weights: was it '
                          f'written by training {config}?')
 
     student_cfg = copy.deepcopy(cfg)
-    model = copy.deepcopy(cfg.model.student)
-    if cfg.model.get('data_preprocessor') is not None:
-        model.data_preprocessor = cfg.model.data_preprocessor
+    model = student_model_config(cfg.model)
     student_cfg.model = model
     student_cfg.load_from = None
     student_cfg.resume = False
@@ -110,8 +107,11 @@ def main() -> None:
     args = parse_args()
     try:
         export_student(args.config, args.checkpoint, args.out)
-    except (ValueError, FileNotFoundError) as exc:
+    except ValueError as exc:
         sys.exit(str(exc))
+    except CheckpointFileError as exc:
+        sys.exit(f'Checkpoint {exc}. Give a complete .pth file written by training '
+                 f'{args.config} with tools/train.py.')
 
 
 if __name__ == '__main__':

@@ -46,6 +46,7 @@ from mmdfkd.models.synthesis.generator_training import (DEFAULT_GENERATOR_OPTIM_
                                                        build_generator, generate_images,
                                                        generator_step)
 from mmdfkd.utils import prepare_config
+from mmdfkd.utils.paths import check_teacher_checkpoints
 
 
 def parse_args() -> argparse.Namespace:
@@ -160,6 +161,9 @@ def main() -> None:
         sys.exit('--num must be at least 1.')
     register_all_modules()
     cfg = prepare_config(args.config, cfg_options=args.cfg_options)
+    problems = check_teacher_checkpoints(cfg)
+    if problems:  # a missing teacher checkpoint: say so before building anything
+        sys.exit('\n'.join(problems))
     hook = _hook_cfg(cfg)
     mode = hook.get('mode', 'inversion')
     inversion = dict(hook.inversion)

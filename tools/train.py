@@ -6,8 +6,11 @@ The flags are mmdet's own (``--work-dir``, ``--resume [PATH]``, ``--amp``, ``--a
 
 ``--resume`` checks the checkpoint before anything is built (complete, undamaged, and loadable
 with ``weights_only=True``); without a path it continues from the newest checkpoint of the work
-dir that loads. Every run gets a ``RandomStateHook``, so a resumed run draws the same random
-numbers as an uninterrupted one. With ``--launcher pytorch`` (``tools/dist_train.sh``) on a
+dir that loads. Before training starts, its weights must fit the config's model: a checkpoint of
+another config (a teacher's given to a distiller config, a student of another shape) is refused
+with a message, where mmengine would load none of the weights and fail on the optimizer state.
+Every run gets a ``RandomStateHook``, so a resumed run draws the same random numbers as an
+uninterrupted one. With ``--launcher pytorch`` (``tools/dist_train.sh``) on a
 machine without CUDA, the processes use the gloo backend.
 """
 import argparse
@@ -19,14 +22,15 @@ from typing import Optional
 import torch
 from mmengine.config import DictAction
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
 from mmdfkd.engine.hooks import RandomStateHook
-from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_problem,
-                          find_resumable_checkpoint, finish_distributed, init_cpu_distributed,
-                          prepare_config)
+from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_fit_problem,
+                          checkpoint_problem, find_resumable_checkpoint, finish_distributed,
+                          init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,7 +77,7 @@ def checked_resume_checkpoint(resume: str, work_dir: str) -> Optional[str]:
                      f'{"; ".join(skipped)}. Give one with --resume PATH, or start again '
                      'without --resume.')
         return path
-    if not os.path.isfile(resume):
+    if not os.path.exists(resume):
         sys.exit(f'--resume {resume}: no such checkpoint file. Give an existing .pth, or '
                  '--resume alone to continue from the latest checkpoint in the work dir.')
     problem = checkpoint_problem(resume)
@@ -84,6 +88,28 @@ def checked_resume_checkpoint(resume: str, work_dir: str) -> Optional[str]:
                     'loads), or give another .pth.' if fallback else
                     'Give another .pth, or start again without --resume.'))
     return resume
+
+
+def exit_if_checkpoint_does_not_fit(runner: Runner, checkpoint: str, config: str) -> None:
+    """Exits with a message if the weights of the checkpoint to resume do not fit the model.
+
+    mmengine would load none of the weights of a checkpoint of another config (with a
+    warning), then fail with a traceback on the optimizer's parameter groups.
+
+    Args:
+        runner: The built Runner, before ``train()`` (which resumes).
+        checkpoint: The checkpoint ``--resume`` continues from.
+        config: The config file given to the tool.
+    """
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    problem = checkpoint_fit_problem(model, checkpoint)
+    if problem:
+        finish_distributed()
+        sys.exit(f'Cannot resume from {checkpoint}: its weights do not fit the model of '
+                 f'{config}: {problem}. Resume with the config it was trained with '
+                 '(tools/train.py saved a copy in its work dir, '
+                 f'{os.path.dirname(os.path.abspath(checkpoint))}), or drop --resume to start '
+                 'a new run (--cfg-options load_from=PATH starts it from the weights that fit).')
 
 
 def main() -> None:
@@ -122,6 +148,8 @@ def main() -> None:
         init_cpu_distributed(cfg)  # gloo; mmengine's own set-up needs a GPU
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if cfg.resume and cfg.load_from:
+        exit_if_checkpoint_does_not_fit(runner, cfg.load_from, args.config)
     runner.train()
     finish_distributed()
 

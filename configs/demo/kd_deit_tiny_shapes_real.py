@@ -11,6 +11,15 @@
 # tenth rate; a frozen head (rate 0) and a stronger PKD weight (6) did not do better.
 # Run `make demo` (or tools/train.py configs/demo/retinanet_r18_shapes.py) first: the teacher
 # checkpoint below must exist.
+#
+# Another teacher checkpoint: edit `teacher_checkpoint` here, or set the key it was copied into,
+# `--cfg-options model.teachers.0.checkpoint=PATH`. In a config that inherits this one (the
+# dfkd_* configs, or your own) assigning `teacher_checkpoint` changes nothing: mmengine puts a
+# variable's value into the keys that use it when it parses the file that uses it, here. Set
+# the key there instead, `model = dict(teachers=[dict(config=..., checkpoint=PATH)])`;
+# tools/train.py and tools/test.py stop with that advice when a config assigns it in vain.
+# `{{fileDirname}}` is this file's folder (mmengine substitutes it), so the teacher config is
+# found from any working directory, by this project's tools and mmdet's own.
 _base_ = './retinanet_deit_tiny_shapes.py'
 
 teacher_checkpoint = 'work_dirs/demo/teacher/iter_1500.pth'
@@ -19,7 +28,8 @@ model = dict(
     _delete_=True,
     type='DetectionDistiller',
     student=student,
-    teachers=[dict(config='./retinanet_r18_shapes.py', checkpoint=teacher_checkpoint)],
+    teachers=[dict(config='{{fileDirname}}/retinanet_r18_shapes.py',
+                   checkpoint=teacher_checkpoint)],
     distill_losses=[
         dict(type='PKDLoss', student='neck', teacher='neck', loss_weight=2.0),
         dict(type='ClassificationKDLoss', student='bbox_head', teacher='bbox_head',

@@ -65,8 +65,9 @@ class SyntheticDetDataset(Dataset):
             datasets; the items do not depend on it. Defaults to False.
 
     Raises:
-        ValueError: If an argument is invalid, or the sampler's ``num_classes`` differs from the
-            number of classes.
+        ValueError: If an argument is invalid, the sampler's ``num_classes`` differs from the
+            number of classes, or the sampler cannot draw targets for ``img_size`` (e.g.
+            ``BoxTargetSampler`` boxes under 2 px).
     """
 
     def __init__(self,
@@ -114,6 +115,12 @@ class SyntheticDetDataset(Dataset):
                              f'got {seed!r}.')
         self.seed = int(seed)
         self.test_mode = test_mode
+        # Draw item 0 now, so that a sampler that cannot fill images of img_size (e.g. boxes
+        # under 2 px in 4x4 images) fails when the dataset is built, whatever its type.
+        try:
+            self.sample_targets(0)
+        except ValueError as exc:
+            raise ValueError(f'SyntheticDetDataset (img_size={self.img_size}): {exc}') from exc
 
     @staticmethod
     def _check_metainfo(metainfo: dict) -> dict:

@@ -13,6 +13,10 @@ from typing import Optional, Union
 import numpy as np
 from mmdet.registry import TASK_UTILS
 
+# Shortest box side, in pixels, a sampler may draw. A smaller box covers a pixel or two: there
+# is no object for the teacher to be steered towards, and mmdet's pipelines drop such boxes.
+MIN_BOX_SIDE = 2.0
+
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -74,6 +78,8 @@ class BoxTargetSampler:
     Classes are drawn independently per kept box.
 
     The defaults give DIODE's "onebox" targets, except that DIODE draws w and h independently.
+    The image must be large enough for the smallest box to be ``MIN_BOX_SIDE`` (2) pixels on
+    each side (:meth:`check_image_size`, run by :meth:`sample`).
 
     Args:
         num_classes (int): Number of classes; labels are in ``[0, num_classes)``.
@@ -142,6 +148,52 @@ class BoxTargetSampler:
                              f'got {max_tries!r}.')
         self.max_tries = int(max_tries)
 
+    def smallest_side(self, img_hw: tuple[int, int]) -> float:
+        """The shortest box side, in pixels, this sampler can draw in an image of ``img_hw``.
+
+        Args:
+            img_hw (tuple[int, int]): Image height and width in pixels.
+
+        Returns:
+            float: ``size_range[0] * min(H, W)`` times the shortest side of a unit-size box of
+            an aspect ratio in ``aspect_range``.
+        """
+        unit_side = min(math.sqrt(self.aspect_range[0]), 1 / math.sqrt(self.aspect_range[1]))
+        return self.size_range[0] * min(img_hw) * unit_side
+
+    def check_image_size(self, img_hw: tuple[int, int]) -> tuple[int, int]:
+        """Checks that boxes drawn for images of ``img_hw`` are at least ``MIN_BOX_SIDE`` px.
+
+        Args:
+            img_hw (tuple[int, int]): Image height and width in pixels.
+
+        Returns:
+            tuple[int, int]: ``img_hw`` as ints.
+
+        Raises:
+            ValueError: If ``img_hw`` is not a pair of positive integers, or the smallest box
+                would be under ``MIN_BOX_SIDE`` pixels; the message gives the image size and
+                the ``size_range`` that would do.
+        """
+        if (not isinstance(img_hw, Sequence) or len(img_hw) != 2
+                or not all(_is_int(v) and v > 0 for v in img_hw)):
+            raise ValueError(f'BoxTargetSampler: img_hw must be a (height, width) pair of '
+                             f'positive integers, got {img_hw!r}.')
+        smallest = self.smallest_side(img_hw)
+        if smallest < MIN_BOX_SIDE:
+            least_side = math.ceil(min(img_hw) * MIN_BOX_SIDE / smallest)
+            least_size = MIN_BOX_SIDE / smallest * self.size_range[0]
+            raise ValueError(
+                f'BoxTargetSampler: in {img_hw[0]}x{img_hw[1]} images, size_range '
+                f'{self.size_range} and aspect_range {self.aspect_range} give boxes as small as '
+                f'{smallest:.2g} px on a side; boxes need at least {MIN_BOX_SIDE:g} px (a smaller '
+                'box covers a pixel or two: there is no object for the teacher to be steered '
+                f'towards). Use larger images (at least {least_side} px on the shorter side for '
+                'this size_range and aspect_range)'
+                + (f', or raise size_range[0] to {least_size:.2g} or more'
+                   if least_size <= self.size_range[1] else '') + '.')
+        return int(img_hw[0]), int(img_hw[1])
+
     def _draw_box(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
         size = rng.uniform(*self.size_range) * min(height, width)
         aspect = math.exp(rng.uniform(math.log(self.aspect_range[0]),
@@ -167,13 +219,10 @@ class BoxTargetSampler:
             shape (K,), int64 in ``[0, num_classes)``, with ``1 <= K <= boxes_per_image[1]``.
 
         Raises:
-            ValueError: If ``img_hw`` is not a pair of positive integers.
+            ValueError: If ``img_hw`` is not a pair of positive integers, or too small for
+                boxes of ``MIN_BOX_SIDE`` px (see :meth:`check_image_size`).
         """
-        if (not isinstance(img_hw, Sequence) or len(img_hw) != 2
-                or not all(_is_int(v) and v > 0 for v in img_hw)):
-            raise ValueError(f'BoxTargetSampler.sample: img_hw must be a (height, width) pair of '
-                             f'positive integers, got {img_hw!r}.')
-        height, width = int(img_hw[0]), int(img_hw[1])
+        height, width = self.check_image_size(img_hw)
         count = int(rng.integers(self.boxes_per_image[0], self.boxes_per_image[1] + 1))
         boxes = [self._draw_box(rng, height, width)]
         while len(boxes) < count:

@@ -68,8 +68,14 @@ def experiment_config(config: str, work_dir: str, data_root: str, seed: int = 0,
 
 def config_fingerprint(config: str) -> str:
     """A short hash of a config as mmengine resolves it (its ``_base_`` files included), so a
-    stored result can tell whether it was made with the config as it is now."""
-    text = Config.fromfile(config).pretty_text
+    stored result can tell whether it was made with the config as it is now.
+
+    ``{{fileDirname}}`` resolves to absolute paths inside the repository; they are hashed
+    relative to it, so the same config hashes the same wherever the repository is checked out
+    (the values are hashed, not ``pretty_text``, whose line breaks depend on their lengths).
+    """
+    values = json.dumps(Config.fromfile(config).to_dict(), sort_keys=True, default=repr)
+    text = values.replace(REPO_ROOT, '<repository>')
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

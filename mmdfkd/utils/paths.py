@@ -3,7 +3,8 @@
 ``tools/train.py`` and ``tools/test.py`` call :func:`check_config_paths` right after loading the
 config. A missing teacher checkpoint or dataset file is then reported at once, in one line per
 problem that names the path, where to get the file and the config key to change, instead of
-failing minutes later deep inside the Runner.
+failing minutes later deep inside the Runner. So is a teacher checkpoint variable assigned in a
+config after the base config that used it was parsed (it would change nothing).
 
 Only files named in the config are checked: a dataset is checked if its config has an
 ``ann_file`` (any ``CocoDataset``-like dataset; wrappers with ``dataset``/``datasets`` are
@@ -11,9 +12,12 @@ followed), so datasets without files, such as ``SyntheticDetDataset``, are never
 """
 import os
 import os.path as osp
-from typing import Iterator, List, NamedTuple, Optional, Sequence
+from typing import Iterator, List, NamedTuple, Optional
 
 from mmengine.config import Config
+
+from .checkpoint_files import checkpoint_problem
+from .config import VariableBinding, assigning_file, variable_binding
 
 # Where the standard COCO 2017 files come from, by the name of the file or folder.
 _COCO_ANNOTATIONS = 'http://images.cocodataset.org/annotations/annotations_trainval2017.zip'
@@ -29,22 +33,25 @@ DOWNLOADS = {
 
 
 class MissingFilesError(FileNotFoundError):
-    """Files a config needs do not exist; ``str(error)`` has one line per problem."""
+    """Files a config needs do not exist, or a teacher checkpoint variable assigned in the
+    config does not reach the teacher; ``str(error)`` has one line per problem."""
 
 
-def _variables_holding(cfg: Config, value: str, preferred: Sequence[str] = ()) -> List[str]:
-    """Top-level config variables whose value is ``value`` (``preferred`` names first)."""
-    names = [k for k, v in cfg.items() if isinstance(v, str) and v == value]
-    return sorted(names, key=lambda k: (k not in preferred, k))
-
-
-def _config_name(cfg: Config) -> str:
-    return getattr(cfg, 'filename', None) or 'the config'
+def _edit_hint(binding: Optional[VariableBinding]) -> str:
+    """What to edit besides ``--cfg-options``, given the variable a path came from."""
+    if binding is None:
+        return ''
+    if binding.top:
+        return f' (or edit `{binding.name} = ...` at the top of {binding.file or "the config"})'
+    return (f' (the path is `{binding.name}` of the base config {binding.file}; mmengine put '
+            'its value into the keys when it parsed that file, so assigning '
+            f'`{binding.name}` in a config that inherits it changes nothing: set the keys '
+            'instead)')
 
 
 def missing_checkpoint_message(checkpoint: str, url: Optional[str] = None,
-                               key: Optional[str] = None, variable: Optional[str] = None,
-                               config: Optional[str] = None) -> str:
+                               key: Optional[str] = None,
+                               binding: Optional[VariableBinding] = None) -> str:
     """The one-line error of a teacher checkpoint that does not exist.
 
     Args:
@@ -52,8 +59,8 @@ def missing_checkpoint_message(checkpoint: str, url: Optional[str] = None,
         url: Where the file can be downloaded, if known (e.g. mmdet's model zoo).
         key: The config key of the path, for ``--cfg-options`` (e.g.
             ``model.teachers.0.checkpoint``).
-        variable: A top-level config variable the path was set from, if any.
-        config: The config file, named when ``variable`` is given.
+        binding: The config variable the path was set from and the file that set it, if any
+            (see :func:`mmdfkd.utils.config.variable_binding`).
 
     Returns:
         The message: the path, the working directory, where to get the file and what to
@@ -67,39 +74,78 @@ def missing_checkpoint_message(checkpoint: str, url: Optional[str] = None,
         message += ' Train the teacher first, or point the config to an existing .pth file'
     option = f'--cfg-options {key}=PATH' if key else \
         "the teacher's `checkpoint` (or --cfg-options)"
-    message += f': {option}'
-    if variable:
-        message += f' (or edit `{variable} = ...` at the top of {config or "the config"})'
-    return message + '.'
+    return message + f': {option}{_edit_hint(binding)}.'
+
+
+def _teacher_entry(teacher: dict, checkpoint: str) -> str:
+    """``dict(config=..., checkpoint=<checkpoint>, ...)``: a teacher entry as a config line,
+    with ``checkpoint`` written as given (e.g. a variable name)."""
+    items = [f'{k}={v!r}' if k != 'checkpoint' else f'checkpoint={checkpoint}'
+             for k, v in teacher.items()]
+    return f'dict({", ".join(items)})'
+
+
+def _unused_variable_message(cfg: Config, key: str, index: Optional[int],
+                             binding: VariableBinding, teachers: list) -> str:
+    """Says that a teacher-checkpoint variable was assigned again after a config file had
+    already copied it into ``model.teachers``, and how to set the key instead."""
+    checkpoint = teachers[index or 0]['checkpoint']
+    wanted = cfg[binding.name]
+    where = assigning_file(cfg, binding.name, wanted)
+    entries = [_teacher_entry(t, binding.name if i == (index or 0) else repr(t['checkpoint']))
+               for i, t in enumerate(teachers)]
+    listed = entries[0] if index is None else f'[{", ".join(entries)}]'
+    copied_by = binding.file if binding.top else f'the base config {binding.file}'
+    return (f'`{binding.name} = {wanted!r}` ({f"in {where}" if where else "--cfg-options"}) '
+            f'does not reach the teacher: {key} is still {checkpoint!r}, which {copied_by} '
+            f'copied from its own `{binding.name}`. mmengine puts a variable into the keys that '
+            'use it when it parses that file, so assigning the variable later (in a config that '
+            'inherits the file, or by --cfg-options) does not change them. Set the key itself: '
+            f'--cfg-options {key}={wanted}, or in {where or "your config"}: '
+            f'model = dict(teachers={listed}).')
 
 
 def check_teacher_checkpoints(cfg: Config) -> List[str]:
     """Problems with the teacher checkpoints of a distiller config (``model.teachers``).
 
+    Three kinds: a ``checkpoint`` that does not exist, one that is a directory, and a
+    teacher-checkpoint variable (e.g. ``teacher_checkpoint``) assigned again in a config
+    inheriting the base config that used it, which would otherwise leave the teacher on the
+    base's checkpoint without a word.
+
     Args:
         cfg: A loaded config, after ``--cfg-options``.
 
     Returns:
-        One message per teacher whose ``checkpoint`` file does not exist; empty for a model
-        without teachers.
+        One message per problem; empty for a model without teachers.
     """
     model = cfg.get('model')
     teachers = model.get('teachers') if isinstance(model, dict) else None
     if isinstance(teachers, dict):
-        entries = [('model.teachers', teachers)]
+        entries = [('model.teachers', None, teachers)]
+        listed = [teachers]
     elif isinstance(teachers, (list, tuple)):
-        entries = [(f'model.teachers.{i}', t) for i, t in enumerate(teachers)]
+        entries = [(f'model.teachers.{i}', i, t) for i, t in enumerate(teachers)]
+        listed = list(teachers)
     else:
         return []
     problems = []
-    for key, teacher in entries:
+    for key, index, teacher in entries:
         checkpoint = teacher.get('checkpoint') if isinstance(teacher, dict) else None
-        if not isinstance(checkpoint, str) or osp.isfile(checkpoint):
-            continue  # (a URL is reported too: teachers load from a local file only)
-        variables = _variables_holding(cfg, checkpoint, preferred=('teacher_checkpoint', ))
-        problems.append(missing_checkpoint_message(
-            checkpoint, teacher.get('checkpoint_url'), f'{key}.checkpoint',
-            variables[0] if variables else None, _config_name(cfg)))
+        if not isinstance(checkpoint, str):
+            continue
+        binding = variable_binding(cfg, 'checkpoint', checkpoint,
+                                   preferred=('teacher_checkpoint', ))
+        assigned = cfg.get(binding.name) if binding is not None else None
+        if isinstance(assigned, str) and assigned != checkpoint:
+            problems.append(_unused_variable_message(cfg, f'{key}.checkpoint', index, binding,
+                                                     listed))
+        elif osp.isdir(checkpoint):
+            problems.append(f'Teacher checkpoint {checkpoint_problem(checkpoint)}. Give a .pth '
+                            f'file: --cfg-options {key}.checkpoint=PATH.')
+        elif not osp.isfile(checkpoint):  # (a URL is reported too: teachers load from a file)
+            problems.append(missing_checkpoint_message(
+                checkpoint, teacher.get('checkpoint_url'), f'{key}.checkpoint', binding))
     return problems
 
 
@@ -209,25 +255,26 @@ def check_data_files(cfg: Config, loader: str, evaluator: Optional[str] = None) 
     message = (f'{loader} needs files that do not exist (working directory: {os.getcwd()}): '
                f'{listed}. {_download_hint(list(shown), data_root)}: '
                f'--cfg-options {" ".join(options)}')
-    variables = _variables_holding(cfg, data_root, ('data_root', )) if data_root else []
-    if variables:
-        message += f' (or edit `{variables[0]} = ...` at the top of {_config_name(cfg)})'
-    return [message + '.']
+    binding = variable_binding(cfg, 'data_root', data_root, ('data_root', )) if data_root \
+        else None
+    return [message + _edit_hint(binding) + '.']
 
 
 def check_config_paths(cfg: Config, mode: str) -> None:
     """Checks that the files a train or test run reads exist, before the Runner is built.
 
-    ``mode='train'``: teacher checkpoints, the train dataloader's files and, if validation
-    runs (``val_cfg``), the val dataloader's and evaluator's. ``mode='test'``: teacher
-    checkpoints and the test dataloader's and evaluator's files.
+    ``mode='train'``: teacher checkpoints (see :func:`check_teacher_checkpoints`), the train
+    dataloader's files and, if validation runs (``val_cfg``), the val dataloader's and
+    evaluator's. ``mode='test'``: teacher checkpoints and the test dataloader's and evaluator's
+    files.
 
     Args:
         cfg: The loaded config, after ``--cfg-options``.
         mode: ``'train'`` or ``'test'``.
 
     Raises:
-        MissingFilesError: If anything is missing; one line per problem.
+        MissingFilesError: If anything is missing, or a teacher checkpoint variable does not
+            reach the teacher; one line per problem.
         ValueError: If ``mode`` is not ``'train'`` or ``'test'``.
     """
     if mode not in ('train', 'test'):

@@ -7,11 +7,17 @@ whose pickled state names their statistics methods through ``getattr(HistoryBuff
 Without help, loading or resuming such a checkpoint fails.
 
 A checkpoint is untrusted input, so ``weights_only`` stays on. This module adds exactly the types
-those checkpoints contain to torch's allow-list. ``builtins.getattr`` in particular is never
-allowed as such: the name resolves to :func:`_history_buffer_getattr`, which only looks up
+those checkpoints contain to torch's allow-list. Two builtins they name are never allowed as
+such. ``builtins.getattr`` resolves to :func:`_history_buffer_getattr`, which only looks up
 statistics methods registered on ``HistoryBuffer`` and refuses anything else.
+``builtins.bytes``, which pickle protocol 2 (torch.save's) calls without arguments for every
+empty ``bytes`` (the data of an empty numpy array, e.g. that of an empty ``HistoryBuffer``),
+resolves to :func:`_empty_bytes`, which returns ``b''`` and refuses any argument (``bytes(N)``
+would allocate N bytes). Non-empty bytes are pickled through ``_codecs.encode``, which torch
+allows itself.
 """
 import pickle
+import reprlib
 from typing import Any, Callable
 
 import numpy as np
@@ -48,10 +54,31 @@ def _history_buffer_getattr(obj: Any, name: str) -> Callable:
         'not written by mmengine or has been tampered with.')
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """Stand-in for ``bytes`` while unpickling: only ``bytes()``, the empty bytes.
+
+    Args:
+        *args: The arguments the pickle passes; there must be none.
+
+    Returns:
+        ``b''``.
+
+    Raises:
+        pickle.UnpicklingError: For any argument.
+    """
+    if args:
+        raise pickle.UnpicklingError(
+            f'Refusing bytes{reprlib.repr(args)} while loading a checkpoint: a pickled bytes '
+            'object calls bytes() without arguments only. The checkpoint was crafted or '
+            'tampered with.')
+    return b''
+
+
 def _safe_globals() -> list:
     """Returns the allow-list entries, as accepted by ``torch.serialization.add_safe_globals``."""
     entries: list = [HistoryBuffer, np.dtype, np.ndarray,
-                     (_history_buffer_getattr, 'builtins.getattr')]
+                     (_history_buffer_getattr, 'builtins.getattr'),
+                     (_empty_bytes, 'builtins.bytes')]
     for core in ('numpy._core', 'numpy.core'):
         entries.append((_NUMPY_CORE.multiarray._reconstruct, f'{core}.multiarray._reconstruct'))
         entries.append((_NUMPY_CORE.multiarray.scalar, f'{core}.multiarray.scalar'))

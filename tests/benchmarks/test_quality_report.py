@@ -2,8 +2,12 @@
 import importlib.util
 import json
 import os.path as osp
+import shutil
+
+from mmengine.config import Config
 
 from conftest import REPO_ROOT
+from mmdfkd.utils import experiment
 
 _spec = importlib.util.spec_from_file_location(
     'quality', osp.join(REPO_ROOT, 'benchmarks', 'quality.py'))
@@ -76,3 +80,15 @@ def test_report_has_ratios_to_the_teacher_and_a_plot(tmp_path):
             '17 s |') in table
     assert json.load(open(tmp_path / 'quality.json'))['rows']['teacher']['bbox_mAP'] == 0.4
     assert osp.getsize(tmp_path / 'quality.png') > 1000
+
+
+def test_config_fingerprint_does_not_depend_on_where_the_repository_is(tmp_path, monkeypatch):
+    """The demo configs name their teacher config by an absolute path ({{fileDirname}}): a copy
+    of the repository elsewhere still hashes its configs the same."""
+    copy = tmp_path / 'elsewhere'
+    shutil.copytree(osp.join(REPO_ROOT, 'configs'), copy / 'configs')
+    name = osp.join('configs', 'demo', 'dfkd_images_deit_tiny_shapes.py')
+    here = quality.config_fingerprint(osp.join(REPO_ROOT, name))
+    assert REPO_ROOT in Config.fromfile(osp.join(REPO_ROOT, name)).pretty_text
+    monkeypatch.setattr(experiment, 'REPO_ROOT', str(copy))  # as that copy's package sees it
+    assert quality.config_fingerprint(str(copy / name)) == here

@@ -85,6 +85,9 @@ def test_the_keys_the_errors_name_are_the_ones_that_work(tmp_path):
         'teacher_checkpoint': str(ckpt), 'data_root': f'{root}/'})
     assert cfg.model.teachers[0].checkpoint != str(ckpt)
     assert cfg.val_dataloader.dataset.data_root != f'{root}/'
+    (message, ) = check_teacher_checkpoints(cfg)  # said, not ignored
+    assert 'does not reach the teacher' in message
+    assert f'--cfg-options model.teachers.0.checkpoint={ckpt}' in message
 
     options = {'model.teachers.0.checkpoint': str(ckpt)}
     for split in ('val', 'test'):

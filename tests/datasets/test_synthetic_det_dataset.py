@@ -170,6 +170,21 @@ def test_sampler_rejects_bad_arguments(kwargs, message):
         BoxTargetSampler(**{'num_classes': 3, **kwargs})
 
 
+def test_images_too_small_for_2px_boxes_are_refused_when_the_dataset_is_built():
+    sampler = dict(type='BoxTargetSampler', size_range=(0.12, 0.55))  # the demo's boxes
+    with pytest.raises(ValueError) as info:
+        _dataset(img_size=4, sampler=sampler)
+    message = str(info.value)
+    assert message.startswith('SyntheticDetDataset (img_size=(4, 4)): BoxTargetSampler: in 4x4 '
+                              'images, size_range (0.12, 0.55) and aspect_range (0.5, 2.0) give '
+                              'boxes as small as 0.34 px on a side; boxes need at least 2 px')
+    assert 'at least 24 px on the shorter side' in message
+    assert 'size_range[0]' not in message  # no size_range up to 0.55 would do at 4x4
+    with pytest.raises(ValueError, match=r'raise size_range\[0\] to 0\.18 or more'):
+        _dataset(img_size=(16, 40), sampler=sampler)
+    assert len(_dataset(img_size=24, sampler=sampler)) == 8
+
+
 def test_sampler_rejects_bad_image_size():
     with pytest.raises(ValueError, match=r'img_hw must be a \(height, width\) pair'):
         BoxTargetSampler(num_classes=1).sample(np.random.default_rng(0), (0, 10))

@@ -114,3 +114,15 @@ def test_generator_mode_trains_the_network_then_draws(tiny_shapes_root, tmp_path
     assert summary['mode'] == 'generator'
     assert summary['bn_loss_first_step'] > 0 and 0 <= summary['fidelity']['bbox_mAP'] <= 1
     assert len(COCO(osp.join(out, 'targets.json')).getImgIds()) == 2
+
+
+def test_missing_teacher_checkpoint_is_one_line_before_anything_is_written(tmp_path):
+    missing = str(tmp_path / 'no_teacher.pth')
+    out = str(tmp_path / 'synthetic')
+    result = run_tool(['tools/generate_synthetic.py', BANK_CONFIG, '--num', '1', '--out', out,
+                       '--cfg-options', f'model.teachers.0.checkpoint={missing}'])
+    assert result.returncode != 0
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f'Teacher checkpoint {missing!r} does not exist')
+    assert not osp.exists(out) and not osp.exists(out + '.partial')

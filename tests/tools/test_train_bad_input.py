@@ -56,14 +56,16 @@ def _truncated_teacher_checkpoint(s: dict):
     path = s['root'] / 'truncated.pth'
     path.write_bytes(open(s['teacher_ckpt'], 'rb').read()[:4096])
     return (['--cfg-options', f'model.teachers.0.checkpoint={path}'],
-            ['truncated.pth', 'is truncated', 'Copy or download it again'])
+            ['truncated.pth', 'is truncated', 'Give a complete .pth file from a trusted source: '
+             '--cfg-options model.teachers.0.checkpoint=PATH'])
 
 
 def _unsafe_teacher_checkpoint(s: dict):
     path = str(s['root'] / 'evil_teacher.pth')
     torch.save(dict(state_dict={}, meta=_TouchFile(str(s['root'] / 'pwned_teacher'))), path)
     return (['--cfg-options', f'model.teachers.0.checkpoint={path}'],
-            ['evil_teacher.pth', 'not allowed to be unpickled'])
+            ['evil_teacher.pth', 'not allowed to be loaded',
+             'do not load the file with weights_only=False'])
 
 
 def _class_count_mismatch(s: dict):
@@ -104,11 +106,26 @@ def _resume_from_an_unsafe_checkpoint(s: dict):
             ['evil_resume.pth holds pickled objects that are not allowed to be loaded'])
 
 
+def _resume_from_a_directory(s: dict):
+    return (['--resume', str(s['work_dir'])],
+            [f'{s["work_dir"]} is a directory, not a checkpoint file; it holds iter_2.pth'])
+
+
+def _resume_from_a_checkpoint_of_another_config(s: dict):
+    # The teacher's checkpoint given to the distiller config: mmengine would load none of its
+    # weights, then fail on the optimizer's parameter groups with a traceback.
+    return (['--resume', s['teacher_ckpt']],
+            [f'Cannot resume from {s["teacher_ckpt"]}: its weights do not fit the model of '
+             f'{s["config"]}', 'weights missing (e.g. student.',
+             'Resume with the config it was trained with'])
+
+
 @pytest.mark.parametrize('case', [
     _missing_teacher_checkpoint, _teacher_config_not_found, _checkpoint_keys_do_not_match,
     _truncated_teacher_checkpoint, _unsafe_teacher_checkpoint, _class_count_mismatch,
     _image_size_the_student_cannot_take, _resume_from_a_truncated_checkpoint,
-    _resume_from_an_unsafe_checkpoint], ids=lambda case: case.__name__.strip('_'))
+    _resume_from_an_unsafe_checkpoint, _resume_from_a_directory,
+    _resume_from_a_checkpoint_of_another_config], ids=lambda case: case.__name__.strip('_'))
 def test_bad_input_is_a_clear_error_and_overwrites_nothing(setup, tmp_path, case: Callable):
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
@@ -129,6 +146,8 @@ def test_bad_input_is_a_clear_error_and_overwrites_nothing(setup, tmp_path, case
     output = result.stdout + result.stderr
     for fragment in expected:
         assert fragment in output, (fragment, output[-3000:])
+    if args[:1] == ['--resume']:  # found before mmengine resumes: a message, not a traceback
+        assert 'Traceback' not in output, output[-3000:]
     assert {name: (open(work_dir / name, 'rb').read(), os.stat(work_dir / name).st_mtime_ns)
             for name in kept} == kept
     assert sorted(n for n in os.listdir(work_dir) if n.endswith(('.pth', '.tmp'))) == \

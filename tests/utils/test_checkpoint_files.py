@@ -122,3 +122,117 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path):
     path, skipped = find_resumable_checkpoint(str(tmp_path))
     assert path == str(tmp_path / 'iter_4.pth')
     assert 'is empty' in skipped[0] and 'iter_6.pth' in skipped[1]
+
+
+_CLASSES = ('rectangle', 'ellipse', 'triangle', 'cross', 'star', 'ring')
+
+
+def _save_legacy_zoo_checkpoint(path) -> dict:
+    """Saves the demo teacher, randomly initialized, the way mmdet's model-zoo files of torch <
+    1.6 (and its publish_model.py) are: in torch's legacy format, with a meta of strings, a
+    tuple of classes and an int epoch. Returns the saved state dict."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    from conftest import TEACHER_CONFIG
+    from mmdfkd.utils import load_config
+    register_all_modules()
+    torch.manual_seed(0)
+    state = MODELS.build(load_config(TEACHER_CONFIG).model).state_dict()
+    meta = dict(mmdet_version='2.0.0', mmcv_version='0.5.1', config='model = dict(...)',
+                CLASSES=_CLASSES, epoch=12, iter=1500, time='Thu Jan 30 16:33:42 2020')
+    torch.save(dict(meta=meta, state_dict=state), str(path), _use_new_zipfile_serialization=False)
+    return state
+
+
+def test_legacy_format_zoo_checkpoint_loads_as_a_teacher_and_for_resume(tmp_path):
+    from mmdet.registry import MODELS
+
+    from conftest import DFKD_CONFIG, TEACHER_CONFIG
+    from mmdfkd.utils import load_config
+    path = tmp_path / 'retinanet_r18_shapes_20200130-c2398f9e.pth'
+    saved = _save_legacy_zoo_checkpoint(path)
+    assert not path.read_bytes().startswith(b'PK')  # not a zip archive
+
+    assert checkpoint_problem(str(path)) is None
+    loaded = torch.load(str(path), weights_only=True)
+    assert loaded['meta']['CLASSES'] == _CLASSES and loaded['meta']['epoch'] == 12
+
+    cfg = load_config(DFKD_CONFIG)
+    cfg.model.teachers[0].update(config=TEACHER_CONFIG, checkpoint=str(path))
+    cfg.model.probe_shape = (128, 128)
+    distiller = MODELS.build(cfg.model)
+    teacher = distiller.teachers[0].state_dict()
+    assert teacher.keys() == saved.keys()
+    assert all(torch.equal(teacher[k], v) for k, v in saved.items())
+
+    # load_from / --resume read it through mmengine.
+    fresh = MODELS.build(load_config(TEACHER_CONFIG).model)
+    mmengine.runner.load_checkpoint(fresh, str(path), map_location='cpu', strict=True)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_every_truncation_of_a_legacy_checkpoint_is_named(tmp_path):
+    from mmdfkd.models.distillers.teacher_loader import load_teacher_checkpoint
+    path = tmp_path / 'legacy.pth'
+    model = torch.nn.Linear(4, 8)
+    torch.save(dict(meta=dict(CLASSES=_CLASSES, epoch=12), state_dict=model.state_dict()),
+               str(path), _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    assert checkpoint_problem(str(path)) is None
+
+    truncated = tmp_path / 'truncated.pth'
+    # Every length: within the magic number, a pickle (a global's name included: torch would
+    # call it a refused global) or the tensor data.
+    for length in range(len(data)):
+        truncated.write_bytes(data[:length])
+        problem = checkpoint_problem(str(truncated))
+        assert problem is not None and problem.startswith(f'{truncated} is not a complete '
+                                                          'PyTorch checkpoint'), (length, problem)
+        assert 'the file is truncated' in problem, (length, problem)
+    with pytest.raises(RuntimeError, match='Teacher checkpoint .*truncated.pth is not a '
+                       'complete PyTorch checkpoint .*the file is truncated'):
+        load_teacher_checkpoint(model, str(truncated))
+
+
+def test_files_that_are_no_checkpoint_and_directories_are_named(tmp_path):
+    text = tmp_path / 'notes.pth'
+    text.write_bytes(b'not a checkpoint at all')
+    assert checkpoint_problem(str(text)) == (
+        f"{text} is not a PyTorch checkpoint: it is neither a zip archive nor in the legacy "
+        "format of torch.save (it starts with b'not a ch')")
+
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    assert checkpoint_problem(str(work_dir)) == (
+        f'{work_dir} is a directory, not a checkpoint file, and holds no .pth file')
+    for name in ('iter_2.pth', 'iter_10.pth', 'best_coco_bbox_mAP_iter_10.pth', 'last_checkpoint'):
+        (work_dir / name).write_bytes(b'')
+    assert checkpoint_problem(str(work_dir)) == (
+        f'{work_dir} is a directory, not a checkpoint file; it holds iter_10.pth, iter_2.pth, '
+        'best_coco_bbox_mAP_iter_10.pth')
+
+    from mmdfkd.models.distillers.teacher_loader import load_teacher_checkpoint
+    with pytest.raises(RuntimeError, match=f'Teacher checkpoint {work_dir} is a directory, not a '
+                       'checkpoint file; it holds iter_10.pth.* --cfg-options '
+                       r'model.teachers.0.checkpoint=PATH\.'):
+        load_teacher_checkpoint(torch.nn.Linear(3, 2), str(work_dir),
+                                key='model.teachers.0.checkpoint')
+
+
+def test_a_refused_pickle_names_the_global_and_not_torch_advice(tmp_path):
+    from mmdfkd.models.distillers.teacher_loader import load_teacher_checkpoint
+    marker = tmp_path / 'pwned'
+    for zip_format in (True, False):
+        path = tmp_path / f'evil_{zip_format}.pth'
+        torch.save(dict(state_dict={}, meta=_TouchFile(str(marker))), str(path),
+                   _use_new_zipfile_serialization=zip_format)
+        expected = (f'{path} holds pickled objects that are not allowed to be loaded '
+                    f'(`{os.system.__module__}.system`): unpickling them could run code, so do '
+                    'not load the file with weights_only=False')
+        assert checkpoint_problem(str(path)) == expected
+        with pytest.raises(RuntimeError) as info:
+            load_teacher_checkpoint(torch.nn.Linear(3, 2), str(path))
+        assert expected in str(info.value)
+        assert 'add_safe_globals' not in str(info.value) and '\n' not in str(info.value)
+    assert not marker.exists()

@@ -1,4 +1,5 @@
-"""Config loading for the tools: files, ``mmdet::`` paths and clear errors."""
+"""Config loading for the tools: files, ``mmdet::`` paths and clear errors; which file of a
+``_base_`` chain set a value."""
 import os.path as osp
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from conftest import TEACHER_CONFIG
 from mmdfkd.datasets.shapes_coco import SHAPES_CLASSES
 from mmdfkd.utils import load_config, prepare_config, scale_iter_schedule
+from mmdfkd.utils.config import VariableBinding, assigning_file, config_chain, variable_binding
 
 
 def test_loads_mmdet_package_config():
@@ -60,3 +62,30 @@ def test_scale_iter_schedule_rejects_bad_input():
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12)
     with pytest.raises(ValueError, match='by epoch'):
         scale_iter_schedule(cfg, 10)
+
+
+DEMO = osp.dirname(TEACHER_CONFIG)
+KD_REAL = osp.join(DEMO, 'kd_deit_tiny_shapes_real.py')
+DFKD = osp.join(DEMO, 'dfkd_deit_tiny_shapes.py')
+
+
+def test_config_chain_lists_the_file_then_its_bases():
+    chain = config_chain(DFKD)
+    assert chain[:4] == [DFKD, KD_REAL, osp.join(DEMO, 'retinanet_deit_tiny_shapes.py'),
+                         TEACHER_CONFIG]
+    # then mmdet's own bases (mmdet:: paths), each once
+    assert chain[4].endswith(osp.join('retinanet', 'retinanet_r50_fpn_1x_coco.py'))
+    assert len(chain) == len(set(chain)) > 5
+
+
+def test_variable_binding_finds_the_file_whose_variable_a_key_holds(tmp_path):
+    cfg = load_config(DFKD)
+    checkpoint = cfg.model.teachers[0].checkpoint
+    assert variable_binding(cfg, 'checkpoint', checkpoint) == VariableBinding(
+        'teacher_checkpoint', KD_REAL, False)
+    assert variable_binding(load_config(KD_REAL), 'checkpoint', checkpoint).top
+    assert variable_binding(cfg, 'checkpoint', 'other.pth') is None
+    assert variable_binding(cfg, 'data_root', cfg.data_root) == VariableBinding(
+        'data_root', TEACHER_CONFIG, False)
+    assert assigning_file(cfg, 'teacher_checkpoint', checkpoint) == KD_REAL
+    assert assigning_file(cfg, 'teacher_checkpoint', 'other.pth') is None

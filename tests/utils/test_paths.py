@@ -1,12 +1,15 @@
 """check_config_paths: missing teacher checkpoints and dataset files are named, with where to
-get them and the config keys to change; datasets without files are never flagged."""
+get them and the config keys to change (and the config file that sets the path); datasets
+without files are never flagged; a teacher checkpoint variable assigned where it changes
+nothing is an error whose fix works."""
 import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
 
-from mmdfkd.utils import MissingFilesError, check_config_paths
+from conftest import REPO_ROOT, save_random_teacher_checkpoint
+from mmdfkd.utils import MissingFilesError, check_config_paths, load_config
 from mmdfkd.utils.paths import check_data_files, check_teacher_checkpoints
 
 COCO_ANN_URL = 'http://images.cocodataset.org/annotations/annotations_trainval2017.zip'
@@ -113,3 +116,90 @@ def test_load_teacher_checkpoint_message_has_url_and_key(tmp_path):
     message = str(info.value)
     assert 'gone.pth' in message and 'https://example.org/gone.pth' in message
     assert '--cfg-options model.teachers.1.checkpoint=PATH' in message
+
+
+# ------------------------------------------------ variables of base configs (a _base_ chain)
+DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
+KD_REAL = osp.join(DEMO, 'kd_deit_tiny_shapes_real.py')  # sets teacher_checkpoint
+DFKD = osp.join(DEMO, 'dfkd_deit_tiny_shapes.py')  # inherits it
+
+
+def test_missing_teacher_message_names_the_file_that_sets_the_variable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo's relative checkpoint path does not exist here
+    (message, ) = check_teacher_checkpoints(load_config(DFKD))
+    assert '--cfg-options model.teachers.0.checkpoint=PATH' in message
+    assert f'`teacher_checkpoint` of the base config {KD_REAL}' in message
+    assert 'in a config that inherits it changes nothing' in message
+    assert 'dfkd_deit_tiny_shapes.py' not in message  # editing that file would not help
+    (message, ) = check_teacher_checkpoints(load_config(KD_REAL))
+    assert f'(or edit `teacher_checkpoint = ...` at the top of {KD_REAL})' in message
+
+
+def test_missing_data_message_names_the_file_that_sets_data_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(osp.join(DEMO, 'retinanet_deit_tiny_shapes.py'))
+    (message, ) = check_data_files(cfg, 'train_dataloader')
+    assert f'`data_root` of the base config {osp.join(DEMO, "retinanet_r18_shapes.py")}' \
+        in message
+    assert 'at the top of' not in message
+
+
+def test_teacher_checkpoint_assigned_in_vain_is_an_error_whose_fix_works(tiny_shapes_root,
+                                                                          tmp_path, monkeypatch):
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    monkeypatch.chdir(tmp_path)
+    mine = save_random_teacher_checkpoint(str(tmp_path / 'mine.pth'), seed=1)
+    child = tmp_path / 'my_dfkd.py'
+    child.write_text(f'_base_ = {DFKD!r}\nteacher_checkpoint = {mine!r}\n')
+
+    cfg = load_config(str(child))
+    assert cfg.model.teachers[0].checkpoint != mine  # mmengine: the base already copied it
+    with pytest.raises(MissingFilesError) as info:
+        check_config_paths(cfg, 'test')
+    (message, ) = [line for line in str(info.value).splitlines()
+                   if line.startswith('`teacher_checkpoint')]
+    assert message.startswith(f'`teacher_checkpoint = {mine!r}` (in {child}) does not reach '
+                              'the teacher: model.teachers.0.checkpoint is still')
+    assert KD_REAL in message
+    assert f'--cfg-options model.teachers.0.checkpoint={mine}' in message
+
+    # The line the message gives, added to the config, makes the variable count.
+    fix = message.split(f'or in {child}: ')[1].rstrip('.')
+    child.write_text(child.read_text() + fix + '\n')
+    cfg = load_config(str(child))
+    assert cfg.model.teachers[0].checkpoint == mine
+    cfg.merge_from_dict({'test_dataloader.dataset.data_root': tiny_shapes_root + '/',
+                         'test_evaluator.ann_file':
+                             tiny_shapes_root + '/annotations/instances_val.json'})
+    check_config_paths(cfg, 'test')
+    teacher = MODELS.build(cfg.model).teachers[0]
+    saved = torch.load(mine, weights_only=True)['state_dict']
+    torch.testing.assert_close(teacher.state_dict()['backbone.conv1.weight'],
+                               saved['backbone.conv1.weight'])
+
+
+def test_teacher_checkpoint_variable_set_by_cfg_options_is_an_error(tmp_path):
+    mine = str(tmp_path / 'mine.pth')
+    cfg = load_config(KD_REAL)
+    cfg.merge_from_dict({'teacher_checkpoint': mine})
+    (message, ) = check_teacher_checkpoints(cfg)
+    assert message.startswith(f'`teacher_checkpoint = {mine!r}` (--cfg-options) does not '
+                              'reach the teacher')
+    assert f'--cfg-options model.teachers.0.checkpoint={mine}' in message
+
+
+def test_teacher_checkpoint_that_is_a_directory_names_the_files_in_it(tmp_path):
+    run_dir = tmp_path / 'teacher_run'
+    run_dir.mkdir()
+    (run_dir / 'iter_500.pth').touch()
+    (run_dir / 'iter_1500.pth').touch()
+    cfg = _coco_cfg(str(tmp_path) + '/', model=dict(
+        type='DetectionDistiller', teachers=[dict(config='t.py', checkpoint=str(run_dir))]))
+    (message, ) = check_teacher_checkpoints(cfg)
+    assert 'does not exist' not in message
+    assert (f'Teacher checkpoint {run_dir} is a directory, not a checkpoint file; it holds '
+            'iter_1500.pth, iter_500.pth') in message
+    assert '--cfg-options model.teachers.0.checkpoint=PATH' in message

@@ -11,6 +11,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint, save_checkpoint
 
 import mmdfkd  # noqa: F401  (installs the allow-list)
+from mmdfkd.utils import checkpoint_problem
 
 
 class _TouchFile:
@@ -85,5 +86,39 @@ def test_pretrained_backbone_with_a_pickle_payload_is_refused(tmp_path):
     assert not marker.exists()
 
     path.write_bytes(b'not a checkpoint at all')
-    with pytest.raises(RuntimeError, match='not a complete PyTorch checkpoint'):
+    with pytest.raises(RuntimeError, match='deit_tiny.pth is not a PyTorch checkpoint'):
         backbone.init_weights()
+
+
+class _HugeBytes:
+    """Unpickling this would call ``bytes(10**12)``: a terabyte of zeros."""
+
+    def __reduce__(self):
+        return bytes, (10**12, )
+
+
+def test_empty_history_buffer_and_empty_array_load(tmp_path):
+    # Protocol 2 pickles empty bytes (the data of an empty array) as a call of builtins.bytes.
+    model = torch.nn.Linear(3, 2)
+    empty = HistoryBuffer()
+    meta = dict(iter=0, empty_array=np.zeros((0, 4), dtype=np.float32))
+    message_hub = dict(log_scalars={'train/loss': empty}, runtime_info=dict(iter=0))
+    path = tmp_path / 'iter_0.pth'
+    save_checkpoint(dict(state_dict=model.state_dict(), meta=meta, message_hub=message_hub),
+                    str(path))
+
+    ckpt = torch.load(str(path), weights_only=True)
+    assert ckpt['meta']['empty_array'].shape == (0, 4)
+    assert ckpt['meta']['empty_array'].dtype == np.float32
+    buffer = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer) and len(buffer.data[0]) == 0
+    assert checkpoint_problem(str(path)) is None
+
+
+def test_bytes_is_limited_to_empty_bytes(tmp_path):
+    path = tmp_path / 'huge.pth'
+    torch.save(dict(meta=_HugeBytes()), str(path))
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(str(path))
+    assert 'not allowed to be loaded (Refusing bytes(1000000000000,)' in checkpoint_problem(
+        str(path))

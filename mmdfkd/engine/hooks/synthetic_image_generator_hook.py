@@ -56,7 +56,10 @@ class SyntheticImageGeneratorHook(Hook):
     rank) and restored on resume, each rank its own.
 
     Before training, the student is run once on a batch of the train dataset's image size, so
-    a size it cannot take is an error at once, not after the first synthesis.
+    a size it cannot take is an error at once, not after the first synthesis. A size that the
+    student's or a teacher's data preprocessor would pad (not a multiple of its
+    ``pad_size_divisor``, also in the low-resolution phase) is refused too: every model would
+    see a constant border that the synthesis cannot shape.
 
     A non-finite (NaN or inf) inversion loss, gradient or generated image is detected before it
     reaches the images or the generator's weights: the batch is drawn again from new noise (a
@@ -148,6 +151,7 @@ class SyntheticImageGeneratorHook(Hook):
         distiller = self._distiller(runner)
         self._check_image_size(runner, distiller)
         self.inverter = DetectorInverter.from_distiller(distiller, **self.inversion_cfg)
+        self._check_padding(runner, distiller)
         if self.mode == 'generator':
             self.image_generator, self.generator_optim = build_generator(
                 self.generator_cfg, self.generator_optim_cfg, runner.train_dataloader.dataset,
@@ -262,6 +266,51 @@ class SyntheticImageGeneratorHook(Hook):
                 'size (TimmViT).') from exc
         finally:
             student.train(was_training)
+
+    def _check_padding(self, runner, distiller) -> None:
+        """Rejects synthetic image sizes that the models' data preprocessors would pad.
+
+        Each preprocessor pads its input to a multiple of its ``pad_size_divisor``. An image of
+        another size reaches every model with a constant border: the teachers are inverted on
+        it, the BN-statistics prior is matched over it and the student learns on it, at the
+        cost of the padded size. The same holds for the low-resolution phase of inversion.
+
+        Raises:
+            ValueError: Naming the size, the divisor and sizes that fit.
+        """
+        preprocessors = [distiller.data_preprocessor] + [t.data_preprocessor
+                                                         for t in distiller.teachers]
+        divisor = max(int(getattr(p, 'pad_size_divisor', 1)) for p in preprocessors)
+        scale = self.inverter.lowres_scale if self.inverter.lowres_steps else None
+
+        def fits(side: int) -> bool:
+            return side % divisor == 0 and (scale is None or round(side * scale) % divisor == 0)
+
+        height, width = runner.train_dataloader.dataset[0]['data_samples'].img_shape[:2]
+        if fits(height) and fits(width):
+            return
+        phase, (h, w) = 'The synthetic images', (height, width)
+        if height % divisor == 0 and width % divisor == 0:  # only the low-resolution phase
+            phase, (h, w) = f'The low-resolution phase (lowres_scale={scale})', (
+                round(height * scale), round(width * scale))
+        padded_h, padded_w = -(-h // divisor) * divisor, -(-w // divisor) * divisor
+        border = 1 - h * w / (padded_h * padded_w)
+        # The smallest side that fits; its multiples fit too.
+        step = next((k * divisor for k in range(1, 65) if fits(k * divisor)), divisor)
+        sizes = sorted({tuple(max(step, side // step * step) for side in (height, width)),
+                        tuple(-(-side // step) * step for side in (height, width))})
+        raise ValueError(
+            f'{phase} of {h}x{w} pixels (train_dataloader.dataset.img_size is {height}x'
+            f'{width}) would be padded to {padded_h}x{padded_w} by the data preprocessors of '
+            f'the student and teachers (pad_size_divisor {divisor}): {border:.0%} of what the '
+            'models see would be a constant border. The teachers would be inverted on it, the '
+            'BN-statistics prior matched over it and the student trained on it, at the cost of '
+            f'the padded size. Use sides that are multiples of {step}'
+            + (f' (so that the low-resolution phase is a multiple of {divisor} too)'
+               if step != divisor else '')
+            + ', e.g. --cfg-options "train_dataloader.dataset.img_size='
+            + '" or "train_dataloader.dataset.img_size='.join(str(size) for size in sizes)
+            + '".')
 
     @staticmethod
     def _distiller(runner):

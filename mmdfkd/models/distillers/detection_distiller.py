@@ -3,6 +3,7 @@ import copy
 import math
 import re
 from contextlib import contextmanager
+from difflib import get_close_matches
 from itertools import chain
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -17,6 +18,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..losses.utils import check_loss_weight
 from .inheritance import inherit_weights, inheritance_pairs
 from .normalization import normalize_like, renormalize
 from .recorder import ModuleOutputRecorder, resolve_submodule
@@ -52,6 +54,34 @@ def _parse_source(model: nn.Module, spec: str) -> Tuple[str, Optional[int]]:
             resolve_submodule(model, head)
             return head, _OUTPUT_ALIASES[alias]
         raise
+
+
+def _check_source(model: nn.Module, spec: str, entry: str, owner: str) -> None:
+    """Raises if ``spec`` is not a source of ``model``.
+
+    Args:
+        model: The student or a teacher.
+        spec: The source as configured, e.g. ``'neck'`` or ``'bbox_head.cls'``.
+        entry: The loss entry and key, for the message, e.g.
+            ``"model.distill_losses[0] (PKDLoss): student='nek'"``.
+        owner: Which model, for the message: ``'the student'`` or ``'teacher N'``.
+
+    Raises:
+        ValueError: Naming the entry, the model, close submodule names and its top-level
+            submodules.
+    """
+    try:
+        _parse_source(model, spec)
+    except (KeyError, ValueError):
+        close = get_close_matches(spec.split(':')[0], [n for n, _ in model.named_modules() if n],
+                                  n=3)
+        children = ', '.join(repr(n) for n, _ in model.named_children())
+        raise ValueError(
+            f'{entry} names no submodule of {owner} ({type(model).__name__})'
+            + (f'; did you mean {" or ".join(repr(c) for c in close)}?' if close else '.')
+            + f' Its top-level submodules are {children}. A source is a submodule name '
+            "('neck', 'bbox_head', 'roi_head.bbox_head'), optionally with ':N' (item N of its "
+            "output) or '.cls' / '.reg' (a dense head's scores or boxes).") from None
 
 
 class _Term(nn.Module):
@@ -119,14 +149,16 @@ class DetectionDistiller(BaseDetector):
     Args:
         student: Config of the student detector. Its ``data_preprocessor`` becomes this model's.
         teachers: One dict or a list of dicts with keys ``config`` (a model config dict, a
-            path relative to ``config_dir`` or the working directory, or an ``mmdet::`` path),
-            ``checkpoint`` (path of a ``.pth``) and optionally ``weight`` (default 1.0, used to
-            combine teachers) and ``checkpoint_url`` (where to download the checkpoint, named
-            in the error if the file is missing).
+            file path or an ``mmdet::`` path; a config names a file next to itself as
+            ``'{{fileDirname}}/teacher.py'``, and a relative path is looked up in
+            ``config_dir``, then in the working directory), ``checkpoint`` (path of a
+            ``.pth``) and optionally ``weight`` (default 1.0, >= 0, used to combine teachers)
+            and ``checkpoint_url`` (where to download the checkpoint, named in the error if
+            the file is missing).
         distill_losses: Distillation terms: a loss config plus the keys ``student`` and
             ``teacher`` (sources), and optionally ``levels``, ``teachers`` (indices of the
             teachers the term uses, default all), ``name`` and ``fg_mask``.
-        gt_loss_weight: Weight of the student's own loss on the batch's ground truth.
+        gt_loss_weight: Weight of the student's own loss on the batch's ground truth, >= 0.
         inherit: Names of student submodules (e.g. ``['bbox_head']``) that start from the
             first teacher's weights instead of their own initialization (FGD's inheriting
             strategy): every parameter and buffer with a same-named, same-shaped teacher
@@ -137,8 +169,8 @@ class DetectionDistiller(BaseDetector):
             from the student's; needed if the class counts differ.
         predict_with: ``'student'`` (default) or ``'teacher'``/``'teacherN'``: which model
             ``predict`` runs, so validation can also report a teacher's metrics.
-        config_dir: Directory relative teacher config paths are resolved against (the tools
-            set it to the config file's directory).
+        config_dir: A folder relative teacher config paths are looked up in before the
+            working directory. Defaults to None (the working directory only).
         probe_shape: Input (H, W) of the build-time probe that measures feature shapes;
             must be divisible by the largest stride.
         data_preprocessor: Overrides the student's data preprocessor config.
@@ -181,12 +213,14 @@ class DetectionDistiller(BaseDetector):
             teacher.requires_grad_(False)
             teacher.eval()
             self.teachers.append(teacher)
-            self.teacher_weights.append(float(cfg.get('weight', 1.0)))
+            self.teacher_weights.append(check_loss_weight(
+                'DetectionDistiller', cfg.get('weight', 1.0), f'{key}.weight'))
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             self, [f'teachers.{name}' for name, _ in chain(self.teachers.named_parameters(),
                                                           self.teachers.named_buffers())])
 
-        self.gt_loss_weight = float(gt_loss_weight)
+        self.gt_loss_weight = check_loss_weight('DetectionDistiller', gt_loss_weight,
+                                                'model.gt_loss_weight')
         self.class_mapping = {int(k): int(v) for k, v in (class_mapping or {}).items()}
         self._check_classes()
         self.predict_with = predict_with
@@ -226,6 +260,8 @@ class DetectionDistiller(BaseDetector):
             raise TypeError(f'distill_losses[{index}] ({loss_type}): {exc}. Distiller keys are '
                             f'{list(_TERM_KEYS)}; the rest must be arguments of {loss_type}.'
                             ) from exc
+        except ValueError as exc:
+            raise ValueError(f'model.distill_losses[{index}] ({loss_type}): {exc}') from exc
         kind = getattr(loss, 'input_kind', None)
         if kind not in ('feature', 'dense_cls', 'dense_box', 'detections'):
             raise TypeError(f'distill_losses[{index}]: {loss_type} is not a distillation loss '
@@ -244,9 +280,11 @@ class DetectionDistiller(BaseDetector):
                                  f'{sorted(missing)}: the student and teacher sources, e.g. '
                                  "student='neck', teacher='neck'.")
             student, teacher = term_cfg['student'], term_cfg['teacher']
-            _parse_source(self.student, student)
+            entry = f'model.distill_losses[{index}] ({loss_type})'
+            _check_source(self.student, student, f'{entry}: student={student!r}', 'the student')
             for t in teacher_ids:
-                _parse_source(self.teachers[t], teacher)
+                _check_source(self.teachers[t], teacher, f'{entry}: teacher={teacher!r}',
+                              f'teacher {t}')
         if term_cfg.get('fg_mask') is not None and not getattr(loss, 'accepts_weight', False):
             raise ValueError(f'distill_losses[{index}]: {loss_type} takes no position weights, '
                              'so fg_mask does not apply; use it with FeatureMSELoss.')

@@ -1,14 +1,15 @@
 """Build a frozen teacher detector from its config and checkpoint, with errors that say what to
 change."""
+import os
 import os.path as osp
-import pickle
-import zipfile
 from typing import Optional, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
 
+from mmdfkd.utils.checkpoint_files import CheckpointFileError, load_checkpoint_file
+from mmdfkd.utils.checkpoint_fit import checkpoint_weights
 from mmdfkd.utils.config import load_config
 from mmdfkd.utils.paths import missing_checkpoint_message
 
@@ -17,18 +18,24 @@ def resolve_teacher_config(config: Union[str, dict, Config],
                            config_dir: Optional[str] = None) -> ConfigDict:
     """Returns the model config of a teacher given as a dict, a file path or an ``mmdet::`` path.
 
+    A config names a teacher config next to itself as ``'{{fileDirname}}/teacher.py'``:
+    mmengine replaces ``{{fileDirname}}`` with the folder of the file being parsed, so the path
+    is absolute and right whichever config inherits it and whichever tool (this project's or
+    mmdet's own) loads it, from any working directory.
+
     Args:
         config: A model config dict (or a full config with a ``model`` key), a path, or
-            ``PACKAGE::path``. A relative path is looked up relative to ``config_dir`` (the
-            directory of the config file that names the teacher) first, then to the working
-            directory.
-        config_dir: Directory of the config file that names the teacher, if known.
+            ``PACKAGE::path``. A relative path is looked up in ``config_dir`` first, if given,
+            then in the working directory, like mmdet's other relative paths (``data_root``,
+            ``load_from``).
+        config_dir: A folder to look relative paths up in before the working directory.
 
     Returns:
         The teacher's ``model`` config.
 
     Raises:
-        FileNotFoundError: If no file is found; the message lists the paths tried.
+        FileNotFoundError: If no file is found; the message lists the paths tried and says how
+            to name a file next to the config.
     """
     if isinstance(config, (dict, Config)):
         cfg = ConfigDict(config)
@@ -40,15 +47,22 @@ def resolve_teacher_config(config: Union[str, dict, Config],
     for path in tried:
         if osp.isfile(path):
             return load_config(path).model
+    name = config[2:] if config.startswith('./') else config
     raise FileNotFoundError(
-        f'Teacher config {config!r} was not found; tried {tried}. Give a path relative to the '
-        'config file (for example "{{fileDirname}}/teacher.py"), an absolute path, or an '
-        '"mmdet::" path.')
+        f'Teacher config {config!r} was not found; tried {tried} (a relative path is looked '
+        f'up in the working directory, {os.getcwd()}). Give a path relative to the config file '
+        f'that names the teacher as "{{{{fileDirname}}}}/{name}" (mmengine replaces '
+        '{{fileDirname}} with the folder of that file, so it works from any folder and with '
+        'mmdet\'s own tools), an absolute path, or an "mmdet::" path.')
 
 
 def load_teacher_checkpoint(teacher: BaseModel, checkpoint: str, url: Optional[str] = None,
                             key: Optional[str] = None) -> None:
     """Loads a checkpoint into a teacher strictly, with ``weights_only=True``.
+
+    The file is checked and read by :func:`~mmdfkd.utils.checkpoint_files.load_checkpoint_file`:
+    both formats of ``torch.save`` load (the zip archive, and the legacy format of mmdet's
+    older model-zoo files).
 
     Args:
         teacher: The built teacher model.
@@ -62,39 +76,21 @@ def load_teacher_checkpoint(teacher: BaseModel, checkpoint: str, url: Optional[s
     Raises:
         FileNotFoundError: If the file does not exist; the message names the path, ``url``
             and ``key``.
-        RuntimeError: If the file is truncated or corrupt, holds refused pickled objects, or its
-            keys do not match the teacher's config.
+        RuntimeError: If the path is a directory, the file is truncated, corrupt or not a
+            checkpoint, holds refused pickled objects, or its keys do not match the teacher's
+            config.
     """
-    if not osp.isfile(checkpoint):
+    if not osp.exists(checkpoint):
         raise FileNotFoundError(missing_checkpoint_message(checkpoint, url, key))
-    # torch.load checks no CRC: a file damaged inside a tensor would load as garbage weights.
     try:
-        with zipfile.ZipFile(checkpoint) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise RuntimeError(
-            f'Teacher checkpoint {checkpoint!r} is not a complete PyTorch checkpoint ({exc}): '
-            'the file is truncated or is not a checkpoint. Copy or download it again.') from exc
-    if damaged is not None:
-        raise RuntimeError(
-            f'Teacher checkpoint {checkpoint!r} is corrupt: its member {damaged} fails its CRC '
-            'check. Copy or download it again.')
-    try:
-        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise RuntimeError(
-            f'Teacher checkpoint {checkpoint!r} holds objects that are not allowed to be '
-            f'unpickled (weights_only=True): {str(exc).splitlines()[0]}. Re-save it as a plain '
-            'state dict from a trusted environment.') from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise RuntimeError(
-            f'Teacher checkpoint {checkpoint!r} could not be read ({type(exc).__name__}: '
-            f'{str(exc).splitlines()[0] if str(exc) else ""}); the file is truncated or corrupt. '
-            'Copy or download it again.') from exc
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        ckpt = load_checkpoint_file(checkpoint)
+    except CheckpointFileError as exc:
+        option = f'--cfg-options {key}=PATH' if key else "the teacher's `checkpoint`"
+        raise RuntimeError(f'Teacher checkpoint {exc}. Give a complete .pth file from a '
+                           f'trusted source: {option}.') from exc
+    state = checkpoint_weights(ckpt)
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RuntimeError(f'Teacher checkpoint {checkpoint!r} holds no state dict of tensors.')
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     own = teacher.state_dict()
     wrong_shapes = [f'{k}: checkpoint {tuple(v.shape)}, config {tuple(own[k].shape)}'
                     for k, v in state.items() if k in own and v.shape != own[k].shape]

@@ -5,7 +5,8 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor, nn
 
-from .utils import check_same_shape, check_weight_shape, weighted_mean, zero_loss
+from .utils import (check_loss_weight, check_same_shape, check_weight_shape, weighted_mean,
+                    zero_loss)
 
 __all__ = ['BoxRegressionKDLoss']
 
@@ -29,11 +30,14 @@ class BoxRegressionKDLoss(nn.Module):
     student's graph.
 
     Args:
-        l1_weight (float): Weight of the L1 term. Defaults to 1.0.
-        giou_weight (float): Weight of the ``1 - GIoU`` term. Defaults to 2.0.
+        l1_weight (float): Weight of the L1 term, >= 0. Defaults to 1.0.
+        giou_weight (float): Weight of the ``1 - GIoU`` term, >= 0. Defaults to 2.0.
         normalize_l1 (bool): Divide the L1 term by the teacher box size, see above. Defaults
             to True.
-        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        loss_weight (float): Multiplier of the loss, >= 0. Defaults to 1.0.
+
+    Raises:
+        ValueError: If a weight is negative.
     """
 
     input_kind: str = 'dense_box'
@@ -41,10 +45,10 @@ class BoxRegressionKDLoss(nn.Module):
     def __init__(self, l1_weight: float = 1.0, giou_weight: float = 2.0,
                  normalize_l1: bool = True, loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.l1_weight = l1_weight
-        self.giou_weight = giou_weight
+        self.l1_weight = check_loss_weight('BoxRegressionKDLoss', l1_weight, 'l1_weight')
+        self.giou_weight = check_loss_weight('BoxRegressionKDLoss', giou_weight, 'giou_weight')
         self.normalize_l1 = normalize_l1
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('BoxRegressionKDLoss', loss_weight)
 
     def forward(self, student_boxes: Tensor, teacher_boxes: Tensor,
                 weight: Optional[Tensor] = None) -> Tensor:

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import check_same_shape
+from .utils import check_loss_weight, check_same_shape
 
 __all__ = ['ChannelWiseDistillLoss']
 
@@ -22,10 +22,10 @@ class ChannelWiseDistillLoss(nn.Module):
 
     Args:
         tau (float): Softmax temperature, > 0. Defaults to 1.0.
-        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        loss_weight (float): Multiplier of the loss, >= 0. Defaults to 1.0.
 
     Raises:
-        ValueError: If ``tau <= 0``.
+        ValueError: If ``tau <= 0`` or ``loss_weight < 0``.
     """
 
     input_kind: str = 'feature'
@@ -35,7 +35,7 @@ class ChannelWiseDistillLoss(nn.Module):
         if tau <= 0:
             raise ValueError(f'ChannelWiseDistillLoss needs a positive temperature tau, got {tau}')
         self.tau = tau
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('ChannelWiseDistillLoss', loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor,
                 weight: Optional[Tensor] = None) -> Tensor:

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import check_same_shape, check_weight_shape, weighted_mean, zero_loss
+from .utils import (check_loss_weight, check_same_shape, check_weight_shape, weighted_mean,
+                    zero_loss)
 
 __all__ = ['ClassificationKDLoss']
 
@@ -29,10 +30,11 @@ class ClassificationKDLoss(nn.Module):
     Args:
         mode (str): ``'sigmoid'`` or ``'softmax'``, see above. Defaults to ``'sigmoid'``.
         temperature (float): Temperature T, > 0. Defaults to 1.0.
-        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        loss_weight (float): Multiplier of the loss, >= 0. Defaults to 1.0.
 
     Raises:
-        ValueError: If ``mode`` is not one of the valid modes or ``temperature <= 0``.
+        ValueError: If ``mode`` is not one of the valid modes, ``temperature <= 0`` or
+            ``loss_weight < 0``.
     """
 
     input_kind: str = 'dense_cls'
@@ -50,7 +52,7 @@ class ClassificationKDLoss(nn.Module):
                 f'ClassificationKDLoss needs a positive temperature, got {temperature}')
         self.mode = mode
         self.temperature = temperature
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('ClassificationKDLoss', loss_weight)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor,
                 weight: Optional[Tensor] = None) -> Tensor:

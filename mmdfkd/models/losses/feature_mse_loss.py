@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import WEIGHT_SUM_EPS, check_same_shape, check_weight_shape
+from .utils import WEIGHT_SUM_EPS, check_loss_weight, check_same_shape, check_weight_shape
 
 __all__ = ['FeatureMSELoss']
 
@@ -27,9 +27,12 @@ class FeatureMSELoss(nn.Module):
     magnitude gap between a CNN teacher and a ViT student. An all-zero vector stays zero.
 
     Args:
-        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        loss_weight (float): Multiplier of the loss, >= 0. Defaults to 1.0.
         normalize (bool): Compare per-position directions instead of raw values, see above.
             Defaults to False.
+
+    Raises:
+        ValueError: If ``loss_weight < 0``.
     """
 
     input_kind: str = 'feature'
@@ -38,7 +41,7 @@ class FeatureMSELoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0, normalize: bool = False) -> None:
         super().__init__()
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('FeatureMSELoss', loss_weight)
         self.normalize = normalize
 
     def forward(self, student: Tensor, teacher: Tensor,

@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from .utils import check_loss_weight
+
 __all__ = ['PKDLoss']
 
 # Added to the standard deviation so that a constant channel normalises to zeros.
@@ -33,16 +35,19 @@ class PKDLoss(nn.Module):
     teacher map to the student's (``resize_stu=False``), as in mmrazor.
 
     Args:
-        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+        loss_weight (float): Multiplier of the loss, >= 0. Defaults to 1.0.
         resize_stu (bool): Which map to resize when the spatial sizes differ. Defaults to True
             (the student).
+
+    Raises:
+        ValueError: If ``loss_weight < 0``.
     """
 
     input_kind: str = 'feature'
 
     def __init__(self, loss_weight: float = 1.0, resize_stu: bool = True) -> None:
         super().__init__()
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('PKDLoss', loss_weight)
         self.resize_stu = resize_stu
 
     @staticmethod

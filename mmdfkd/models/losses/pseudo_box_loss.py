@@ -7,6 +7,8 @@ from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmengine.structures import InstanceData
 from torch import nn
 
+from .utils import check_loss_weight
+
 
 @MODELS.register_module()
 class PseudoBoxLoss(nn.Module):
@@ -30,7 +32,10 @@ class PseudoBoxLoss(nn.Module):
             images were made for); teacher boxes overlapping one of them by more than
             ``dedup_iou_thr`` are dropped. Defaults to False.
         dedup_iou_thr: See ``keep_gt``. Defaults to 0.5.
-        loss_weight: Scale of the student's loss on these targets. Defaults to 1.0.
+        loss_weight: Scale of the student's loss on these targets, >= 0. Defaults to 1.0.
+
+    Raises:
+        ValueError: If a threshold is outside [0, 1] or ``loss_weight < 0``.
     """
 
     input_kind = 'detections'
@@ -50,7 +55,7 @@ class PseudoBoxLoss(nn.Module):
         self.fusion_iou_thr = fusion_iou_thr
         self.keep_gt = keep_gt
         self.dedup_iou_thr = dedup_iou_thr
-        self.loss_weight = loss_weight
+        self.loss_weight = check_loss_weight('PseudoBoxLoss', loss_weight)
 
     def make_targets(self, detections: Sequence[Sequence[InstanceData]],
                      teacher_weights: Sequence[float],

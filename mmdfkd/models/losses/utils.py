@@ -1,10 +1,35 @@
 """Input checks and reductions shared by the distillation losses."""
+import math
+import numbers
 from typing import Optional, Tuple
 
 from torch import Tensor
 
 # Floor of a weight sum, so that all-zero weights give a zero loss instead of 0 / 0.
 WEIGHT_SUM_EPS = 1e-6
+
+
+def check_loss_weight(owner: str, value: float, key: str = 'loss_weight') -> float:
+    """Checks a loss weight from a config: a finite number, not negative.
+
+    Args:
+        owner (str): Who takes the weight, for the message (e.g. ``'PKDLoss'``).
+        value (float): The weight as configured.
+        key (str): Its config key, for the message. Defaults to ``'loss_weight'``.
+
+    Returns:
+        float: The weight.
+
+    Raises:
+        ValueError: If ``value`` is not a finite number >= 0: training would maximize a loss
+            with a negative weight, and a non-finite one makes every step non-finite.
+    """
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+            or not math.isfinite(value) or value < 0):
+        raise ValueError(f'{owner}: {key} must be a finite number >= 0, got {value!r}. A '
+                         'negative weight would make training maximize what it weights; 0 turns '
+                         'it off.')
+    return float(value)
 
 
 def check_same_shape(loss_name: str, student: Tensor, teacher: Tensor, layout: str) -> None:
@@ -67,5 +92,5 @@ def zero_loss(student: Tensor) -> Tensor:
     return student.sum() * 0
 
 
-__all__ = ['check_same_shape', 'check_weight_shape', 'weighted_mean', 'zero_loss',
-           'WEIGHT_SUM_EPS']
+__all__ = ['check_loss_weight', 'check_same_shape', 'check_weight_shape', 'weighted_mean',
+           'zero_loss', 'WEIGHT_SUM_EPS']

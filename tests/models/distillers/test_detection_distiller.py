@@ -78,9 +78,12 @@ def test_teacher_config_by_relative_path_and_errors(teacher_ckpt, tmp_path):
                config_dir=str(tmp_path))
     assert isinstance(MODELS.build(cfg), DetectionDistiller)
 
-    cfg['teachers'] = [dict(config='missing_cfg.py', checkpoint=teacher_ckpt)]
-    with pytest.raises(FileNotFoundError, match='missing_cfg.py'):
+    cfg['teachers'] = [dict(config='./missing_cfg.py', checkpoint=teacher_ckpt)]
+    with pytest.raises(FileNotFoundError) as info:
         MODELS.build(cfg)
+    message = str(info.value)  # the form that works from any folder, with the name given
+    assert "Teacher config './missing_cfg.py' was not found" in message
+    assert 'as "{{fileDirname}}/missing_cfg.py"' in message
     cfg['teachers'] = [dict(config='teacher_cfg.py', checkpoint=str(tmp_path / 'nope.pth'))]
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         MODELS.build(cfg)
@@ -165,7 +168,7 @@ def test_feature_term_matches_levels_by_stride_and_builds_adapters(teacher_ckpt)
 def test_bad_terms_are_build_errors(teacher_ckpt):
     with pytest.raises(ValueError, match=r"needs the keys \['teacher'\]"):
         _distiller(teacher_ckpt, losses=[dict(type='PKDLoss', student='neck')])
-    with pytest.raises(KeyError, match='no submodule'):
+    with pytest.raises(ValueError, match='no submodule'):
         _distiller(teacher_ckpt, losses=[dict(type='PKDLoss', student='nek', teacher='neck')])
     with pytest.raises(TypeError, match='must be arguments of PKDLoss'):
         _distiller(teacher_ckpt, losses=[dict(type='PKDLoss', student='neck', teacher='neck',
@@ -176,6 +179,43 @@ def test_bad_terms_are_build_errors(teacher_ckpt):
     with pytest.raises(ValueError, match='Use feature losses and PseudoBoxLoss'):
         _distiller(teacher_ckpt, student='fcos', losses=[
             dict(type='ClassificationKDLoss', student='bbox_head', teacher='bbox_head')])
+
+
+def test_a_bad_source_names_the_loss_entry_the_model_and_the_names_there(teacher_ckpt):
+    with pytest.raises(ValueError) as info:
+        _distiller(teacher_ckpt, losses=[dict(type='PKDLoss', student='nek', teacher='neck')])
+    message = str(info.value)
+    assert ("model.distill_losses[0] (PKDLoss): student='nek' names no submodule of the "
+            "student (RetinaNet); did you mean 'neck'?") in message
+    assert all(f"'{name}'" in message for name in ('backbone', 'neck', 'bbox_head'))
+
+    with pytest.raises(ValueError) as info:
+        _distiller(teacher_ckpt, losses=[
+            dict(type='PKDLoss', student='neck', teacher='neck'),
+            dict(type='ClassificationKDLoss', student='bbox_head', teacher='bbox_haed')])
+    message = str(info.value)
+    assert ("model.distill_losses[1] (ClassificationKDLoss): teacher='bbox_haed' names no "
+            "submodule of teacher 0 (RetinaNet); did you mean 'bbox_head'") in message
+    assert "Its top-level submodules are 'data_preprocessor', 'backbone', 'neck', " \
+        "'bbox_head'." in message
+
+
+def test_negative_weights_are_build_errors(teacher_ckpt):
+    with pytest.raises(ValueError, match=r'DetectionDistiller: model.gt_loss_weight must be a '
+                       r'finite number >= 0, got -1\.0\. A negative weight would make '
+                       r'training maximize'):
+        _distiller(teacher_ckpt, gt_loss_weight=-1.0)
+    with pytest.raises(ValueError, match=r'model.distill_losses\[1\] \(PseudoBoxLoss\): '
+                       r'PseudoBoxLoss: loss_weight must be a finite number >= 0, got -0\.5'):
+        _distiller(teacher_ckpt, losses=[
+            dict(type='PKDLoss', student='neck', teacher='neck'),
+            dict(type='PseudoBoxLoss', loss_weight=-0.5)])
+    with pytest.raises(ValueError, match=r'DetectionDistiller: model.teachers.0.weight must be '
+                       r'a finite number >= 0, got -2'):
+        MODELS.build(dict(type='DetectionDistiller', student=student_model_cfg(),
+                          teachers=[dict(config=teacher_model_cfg(), checkpoint=teacher_ckpt,
+                                         weight=-2)]))
+    assert _distiller(teacher_ckpt, gt_loss_weight=0).gt_loss_weight == 0.0  # 0 turns it off
 
 
 @pytest.mark.parametrize('losses,expected', [
