@@ -43,12 +43,19 @@ fetch_sdist() {
 }
 
 # Print a line every HEARTBEAT_S seconds while the build runs: it is silent for 10 to 25 minutes.
+# The loop ends by itself once $WORK/.build-done exists (or $WORK is gone): no signal is sent, so
+# no "Terminated" line reaches the log.
 heartbeat() {
-    local src="$1" start=$SECONDS
-    while sleep "${HEARTBEAT_S:-60}"; do
-        local objects
-        objects="$(find "$src/build" -name '*.o' 2>/dev/null | wc -l)"
-        log "still compiling: $(((SECONDS - start) / 60)) min, $objects object files so far"
+    local src="$1" start=$SECONDS interval="${HEARTBEAT_S:-60}"
+    local next=$((SECONDS + interval))
+    while [[ -d "$WORK" && ! -e "$WORK/.build-done" ]]; do
+        sleep 1
+        if ((SECONDS >= next)); then
+            local objects
+            objects="$(find "$src/build" -name '*.o' 2>/dev/null | wc -l)"
+            log "still compiling: $(((SECONDS - start) / 60)) min, $objects object files so far"
+            next=$((next + interval))
+        fi
     done
 }
 
@@ -106,12 +113,7 @@ if [[ -z "$WHEEL" ]]; then
     if [[ "$WITH_CUDA" == cpu ]]; then export FORCE_CUDA=0; else export FORCE_CUDA=1; fi
     heartbeat "$SRC" &
     HEARTBEAT_PID=$!
-    # The pending sleep first (its loop would orphan it), then the loop; `wait` reaps the loop
-    # without a "Terminated" line.
-    stop_heartbeat() {
-        { pkill -P "$HEARTBEAT_PID" sleep || true; kill "$HEARTBEAT_PID" || true
-          wait "$HEARTBEAT_PID" || true; } 2>/dev/null
-    }
+    stop_heartbeat() { touch "$WORK/.build-done"; wait "$HEARTBEAT_PID" || true; }
     trap 'stop_heartbeat; rm -rf "$WORK"' EXIT
     (cd "$SRC" && "$PY" -m pip wheel --quiet --no-build-isolation --no-deps -w "$WORK/dist" .)
     stop_heartbeat

@@ -77,3 +77,58 @@ def test_every_setup_pip_call_is_pinned_and_builds_without_isolation():
     assert all('--no-build-isolation' in line for line in pip_calls), pip_calls
     with open(osp.join(REPO_ROOT, 'requirements.txt')) as f:
         assert any(line.startswith('setuptools==80.') for line in f)
+
+
+_FAKE_PYTHON = r'''#!/usr/bin/env bash
+# Stands in for the environment's Python: answers build_mmcv.sh's calls without torch or a
+# compiler; the "compile" takes a few seconds and leaves object files, as the real one does.
+set -e
+case "$1 $2 $3" in
+  "-c import pkg_resources "*) exit 0 ;;
+  "-c "*) exit 1 ;;  # mmcv is not installed yet
+  "-m pip download")
+    out="${@: -1}"; src="$(mktemp -d)/mmcv-2.1.0"; mkdir -p "$src"
+    echo "flags = ['-std=c++14', '-std=c++17']" > "$src/setup.py"
+    tar -czf "$out/mmcv-2.1.0.tar.gz" -C "$(dirname "$src")" mmcv-2.1.0 ;;
+  "-m pip wheel")
+    grep -q 'c++20' setup.py
+    mkdir -p build/temp; for i in 1 2 3 4; do sleep 1; touch build/temp/op$i.o; done
+    while [[ "$1" != -w ]]; do shift; done
+    mkdir -p "$2"; touch "$2/mmcv-2.1.0-cp311-cp311-linux_x86_64.whl" ;;
+  "-m pip install") echo "installed ${@: -1}" ;;
+  "- "*)
+    code="$(cat)"
+    if [[ "$code" == *torch.version.cuda* ]]; then echo cp311 2.14.1 cpu
+    else echo "[build_mmcv] mmcv.ops.nms works (cuda=False)"; fi ;;
+  *) echo "unexpected call: $*" >&2; exit 3 ;;
+esac
+'''
+
+
+def test_build_mmcv_builds_caches_and_reports_progress(tmp_path):
+    """The build path end to end, with a stand-in Python: the -std flags are patched, the build
+    prints progress lines while it runs and nothing else (no "Terminated" when the progress loop
+    stops), the wheel is cached and installed, and the script exits 0. A second run reuses the
+    cached wheel."""
+    fake = tmp_path / 'python'
+    fake.write_text(_FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {**os.environ, 'MMDFKD_CACHE': str(tmp_path / 'cache'), 'HEARTBEAT_S': '1',
+           'MMDFKD_VERIFY_SDIST': '0'}
+    script = osp.join(REPO_ROOT, 'scripts', 'build_mmcv.sh')
+    result = subprocess.run(['bash', script, str(fake)], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'Terminated' not in result.stdout + result.stderr
+    progress = [line for line in result.stdout.splitlines() if 'still compiling' in line]
+    assert len(progress) >= 2, result.stdout
+    wheel = (tmp_path / 'cache' / 'wheels' / 'mmcv-2.1.0-torch2.14.1-cpu-cp311'
+             / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl')
+    assert wheel.is_file() and f'installed {wheel}' in result.stdout
+    assert 'mmcv.ops.nms works' in result.stdout
+
+    again = subprocess.run(['bash', script, str(fake)], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f'reusing cached wheel {wheel}' in again.stdout
+    assert 'still compiling' not in again.stdout
