@@ -19,9 +19,9 @@ from typing import Any, Dict
 import torch
 
 import mmdfkd  # noqa: F401  (registers modules)
-from mmdfkd.utils.experiment import REPO_ROOT
 from mmdfkd.utils.model_stats import model_stats
 
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO_ROOT, 'configs')
 # (pair name, teacher config, student config, input (H, W))
 PAIRS = [

@@ -12,8 +12,8 @@ For each batch size and (square) image size, in a fresh process, three steps are
   pass and the distillation losses), with a randomly initialised teacher (nothing is downloaded
   or read);
 * ``inversion``: one full-resolution refinement step of data-free synthesis
-  (``configs/demo/dfkd_deit_tiny_shapes.py``'s inversion settings): the teacher's forward and
-  backward pass to the pixels of a batch, with the BN-statistics hooks.
+  (``configs/demo/dfkd_deit_tiny_shapes.py``'s ``InversionSynthesizer`` settings): the
+  teacher's forward and backward pass to the pixels of a batch, with the BN-statistics hooks.
 
 Each is run once to warm up (lazy allocations such as Adam's moments), then measured; the
 objects of one mode are freed before the next is built. On a GPU the peak is
@@ -92,16 +92,16 @@ def _batch(batch_size: int, size: int, num_classes: int) -> dict:
     import torch
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
-    generator = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
-                                    generator=generator))
+                                    generator=rng))
         sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
                                              scale_factor=(1., 1.)))
         boxes = torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.4, 0.3, 0.9, 0.8]]) * size
         sample.gt_instances = InstanceData(
-            bboxes=boxes, labels=torch.randint(0, num_classes, (2, ), generator=generator))
+            bboxes=boxes, labels=torch.randint(0, num_classes, (2, ), generator=rng))
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -113,7 +113,7 @@ def measure(mode: str, batch_size: int, size: int, device: str, teacher_ckpt: st
     from mmdet.utils import register_all_modules
     from mmengine.optim import build_optim_wrapper
 
-    from mmdfkd.models.synthesis import DetectorInverter
+    from mmdfkd.models.synthesis import Targets, build_synthesizer
     from mmdfkd.utils import load_config
     register_all_modules()
     torch.manual_seed(0)
@@ -125,18 +125,18 @@ def measure(mode: str, batch_size: int, size: int, device: str, teacher_ckpt: st
     data = _batch(batch_size, size, num_classes)
 
     if mode == 'inversion':
-        inversion = dict(next(h for h in cfg.custom_hooks
-                              if h.type == 'SyntheticImageGeneratorHook').inversion)
-        inversion.update(lowres_steps=0, fp_sampling=None)  # the full-resolution step
-        inverter = DetectorInverter.from_distiller(model, **inversion)
-        boxes = [s.gt_instances.bboxes for s in data['data_samples']]
-        labels = [s.gt_instances.labels for s in data['data_samples']]
-        metainfo = [s.metainfo for s in data['data_samples']]
+        hook = next(h for h in cfg.custom_hooks if h.type == 'ImageSynthesisHook')
+        # The full-resolution step.
+        synthesizer = build_synthesizer(
+            dict(hook.synthesizer, lowres_steps=0, fp_sampling=None), model, dataset=None)
+        samples = data['data_samples']
+        targets = Targets([s.gt_instances.bboxes for s in samples],
+                          [s.gt_instances.labels for s in samples], [s.metainfo for s in samples])
         rng = torch.Generator().manual_seed(0)
-        cohort = inverter.start(boxes, labels, metainfo, (size, size), rng)
+        cohort = synthesizer.start(targets, rng)
 
         def step() -> None:
-            inverter.refine(cohort, 1, rng)
+            synthesizer.refine(cohort, 1, rng)
     else:
         model.train()
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -39,8 +39,12 @@ import torch
 from mmengine.config import Config
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.utils.experiment import (REPO_ROOT, config_fingerprint, evaluate, experiment_config,
-                                     file_fingerprint, synthesize_bank, train, validation_curve)
+
+# The demo machinery is not part of the installed package: it is tools/demo/ of this checkout.
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
+                             experiment_config, file_fingerprint, synthesize_bank, train,
+                             validation_curve)
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 ROWS = {

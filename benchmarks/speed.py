@@ -10,7 +10,9 @@ Measures, on this machine:
   forward pass once trained);
 * iteration time of distillation divided by the plain student's iteration time, with the
   teacher run online on real images (real-data KD), from a stored bank (teacher outputs read
-  from disk), and data-free with inversion during training (synthesis included).
+  from disk), and data-free with inversion during training (synthesis included);
+* bytes of one rank's synthesis state in a checkpoint, for the demo's synthesizers and for the
+  COCO recipe's inversion shapes (:func:`synthesis_state_bytes`).
 
 Iteration times are wall-clock times between consecutive iterations (hooks such as the
 synthesis included), median over ``--iters`` iterations after ``--warmup``. Peak memory of a
@@ -18,6 +20,7 @@ distillation step against a plain step is measured by ``benchmarks/memory.py``.
 Writes ``benchmarks/results/speed.json`` and ``speed.md``.
 """
 import argparse
+import io
 import json
 import os
 import os.path as osp
@@ -34,10 +37,11 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.models.synthesis import DetectorInverter
-from mmdfkd.models.synthesis.generator_training import (DEFAULT_GENERATOR_OPTIM_WRAPPER,
-                                                       build_generator, generate_images)
-from mmdfkd.utils.experiment import REPO_ROOT, experiment_config, synthesize_bank
+from mmdfkd.models.synthesis import Synthesizer, build_synthesizer
+
+# The demo machinery is not part of the installed package: it is tools/demo/ of this checkout.
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+from demo.experiment import REPO_ROOT, experiment_config, synthesize_bank  # noqa: E402
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 PLAIN = osp.join(DEMO, 'retinanet_deit_tiny_shapes.py')
@@ -52,6 +56,7 @@ DISTILL = {
 }
 SYNTHESIS = osp.join(DEMO, 'dfkd_deit_tiny_shapes.py')
 GENERATOR = osp.join(DEMO, 'dfkd_generator_deit_tiny_shapes.py')
+COCO_RECIPE = osp.join(REPO_ROOT, 'configs', 'dfkd_vit_det.py')
 
 
 @HOOKS.register_module(force=True)
@@ -90,10 +95,16 @@ def iteration_time(config: str, args: argparse.Namespace, work_dir: str,
     return statistics.median(timer.times[args.warmup:])
 
 
-def _batch(dataset, start: int, size: int):
-    samples = [dataset[i]['data_samples'] for i in range(start, start + size)]
-    return ([s.gt_instances.bboxes.tensor.float() for s in samples],
-            [s.gt_instances.labels for s in samples], [dict(s.metainfo) for s in samples])
+def _synthesizer_cfg(config: str) -> dict:
+    """The synthesizer config of a data-free config's ``ImageSynthesisHook``."""
+    from mmdfkd.utils import load_config
+    return next(h for h in load_config(config).custom_hooks
+                if h.type == 'ImageSynthesisHook').synthesizer
+
+
+def _targets(synthesizer: Synthesizer, dataset, start: int, size: int):
+    return synthesizer.targets_of([dataset[i]['data_samples']
+                                   for i in range(start, start + size)])
 
 
 def synthesis_cost(args: argparse.Namespace) -> Dict[str, Any]:
@@ -101,10 +112,9 @@ def synthesis_cost(args: argparse.Namespace) -> Dict[str, Any]:
     register_all_modules()
     cfg = experiment_config(SYNTHESIS, osp.join(args.work_dir, 'synthesis'), args.data_root,
                             teacher_checkpoint=args.teacher_checkpoint)
-    hook = next(h for h in cfg.custom_hooks if h.type == 'SyntheticImageGeneratorHook')
     distiller = MODELS.build(cfg.model)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    inverter = DetectorInverter.from_distiller(distiller, **hook.inversion)
+    synthesizer = build_synthesizer(_synthesizer_cfg(SYNTHESIS), distiller, dataset)
     passes = dict(full=0, lowres=0)
     full_hw = tuple(dataset.img_size)
 
@@ -114,10 +124,9 @@ def synthesis_cost(args: argparse.Namespace) -> Dict[str, Any]:
 
     handle = distiller.teachers[0].backbone.register_forward_hook(count)
     rng = torch.Generator().manual_seed(0)
-    boxes, labels, meta = _batch(dataset, 0, args.batch_size)
+    targets = _targets(synthesizer, dataset, 0, args.batch_size)
     start = time.perf_counter()
-    cohort = inverter.start(boxes, labels, meta, full_hw, rng)
-    inverter.refine(cohort, inverter.total_steps, rng)
+    synthesizer.synthesize(targets, rng)
     inversion_s = time.perf_counter() - start
     handle.remove()
     num = args.batch_size
@@ -126,21 +135,82 @@ def synthesis_cost(args: argparse.Namespace) -> Dict[str, Any]:
         lowres_pass_share=passes['lowres'] / max(1, passes['full'] + passes['lowres']),
         inversion_images_per_s=num / inversion_s)
 
-    gen_hook = next(h for h in experiment_config(
-        GENERATOR, osp.join(args.work_dir, 'generator'), args.data_root).custom_hooks
-        if h.type == 'SyntheticImageGeneratorHook')
-    network, _ = build_generator(dict(dict(type='BoxConditionedGenerator'),
-                                      **gen_hook.get('generator', {})),
-                                 DEFAULT_GENERATOR_OPTIM_WRAPPER, dataset, 'cpu')
-    network.eval()
-    boxes, labels, _ = _batch(dataset, num, num)
-    with torch.no_grad():
-        generate_images(network, boxes, labels, rng)  # warm-up
-        start = time.perf_counter()
-        for _ in range(3):
-            generate_images(network, boxes, labels, rng)
+    generator = build_synthesizer(_synthesizer_cfg(GENERATOR), distiller, dataset)
+    targets = _targets(generator, dataset, num, num)
+    generator.synthesize(targets, rng)  # warm-up
+    start = time.perf_counter()
+    for _ in range(3):
+        generator.synthesize(targets, rng)
     result['generator_images_per_s'] = 3 * num / (time.perf_counter() - start)
     return result
+
+
+def _saved_bytes(obj: Any) -> int:
+    """Bytes ``torch.save`` writes for ``obj``."""
+    stream = io.BytesIO()
+    torch.save(obj, stream)
+    return stream.tell()
+
+
+def synthesis_state_bytes(args: argparse.Namespace) -> Dict[str, Any]:
+    """Bytes of one rank's synthesis state in a checkpoint (``ImageSynthesisHook``: the
+    synthesizer's ``state_dict`` and the random stream), as it is when a checkpoint is
+    largest: the buffer full, the cohort in progress at its last refine call before it
+    finishes (one call per iteration), a generator network after an update.
+
+    Measured for the demo's synthesizers and for the inversion shapes of the COCO recipe
+    (``configs/dfkd_vit_det.py``: its image size, batch, buffer, steps), whose state is built
+    at those sizes with the demo teacher (the state does not depend on the teacher; nothing is
+    downloaded). For comparison, ``float_cohort_bytes`` is what the cohort would take as
+    float pixels and Adam moments at full resolution, as checkpoints held it before.
+    """
+    from mmdfkd.utils import load_config
+    register_all_modules()
+    cfg = experiment_config(SYNTHESIS, osp.join(args.work_dir, 'state'), args.data_root,
+                            teacher_checkpoint=args.teacher_checkpoint)
+    distiller = MODELS.build(cfg.model)
+    rng = torch.Generator().manual_seed(0)
+    coco = load_config(COCO_RECIPE)
+    results = {}
+    for name, config, dataset_cfg, batch_size in (
+            ('demo, inversion', SYNTHESIS, cfg.train_dataloader.dataset,
+             cfg.train_dataloader.batch_size),
+            ('COCO recipe, inversion', COCO_RECIPE, coco.train_dataloader.dataset,
+             coco.train_dataloader.batch_size)):
+        dataset = DATASETS.build(dataset_cfg)
+        synthesizer_cfg = dict(_synthesizer_cfg(config), loss=_synthesizer_cfg(SYNTHESIS).loss)
+        synthesizer = build_synthesizer(synthesizer_cfg, distiller, dataset)
+        height, width = dataset.img_size
+        first = 0
+        while len(synthesizer.buffer) < synthesizer.buffer.capacity:
+            synthesizer.buffer.add(torch.zeros(batch_size, 3, height, width, dtype=torch.uint8),
+                                   _targets(synthesizer, dataset, first, batch_size))
+            first += batch_size
+        cohort = synthesizer.start(_targets(synthesizer, dataset, first, batch_size), rng)
+        calls = -(-synthesizer.total_steps // synthesizer.steps_per_iter) - 1
+        for _ in range(calls):  # what the state records of each call; the steps are skipped
+            synthesizer.refine(cohort, 0, rng)
+        synthesizer.cohort = cohort
+        pixels = torch.zeros(batch_size, 3, height, width, requires_grad=True)
+        adam = torch.optim.Adam([pixels])
+        pixels.grad = torch.zeros_like(pixels)
+        adam.step()
+        results[name] = dict(
+            state_bytes=_saved_bytes(dict(synthesizer=synthesizer.state_dict(),
+                                          rng=rng.get_state())),
+            buffer_images=len(synthesizer.buffer), image_hw=[height, width],
+            batch_size=batch_size, refine_calls=calls,
+            float_cohort_bytes=_saved_bytes(dict(pixels=pixels.detach(),
+                                                 optimizer=adam.state_dict())))
+    generator_cfg = experiment_config(GENERATOR, osp.join(args.work_dir, 'state_generator'),
+                                      args.data_root, teacher_checkpoint=args.teacher_checkpoint)
+    dataset = DATASETS.build(generator_cfg.train_dataloader.dataset)
+    generator = build_synthesizer(_synthesizer_cfg(GENERATOR), distiller, dataset)
+    generator.update(_targets(generator, dataset, 0, generator_cfg.train_dataloader.batch_size),
+                     rng)  # Adam's moments exist after the first update
+    results['demo, generator network'] = dict(
+        state_bytes=_saved_bytes(dict(synthesizer=generator.state_dict(), rng=rng.get_state())))
+    return results
 
 
 def main() -> None:
@@ -164,7 +234,8 @@ def main() -> None:
                                    machine=f'{os.cpu_count()} CPU cores, torch '
                                            f'{torch.__version__}, {torch.get_num_threads()} '
                                            'threads',
-                                   synthesis=synthesis_cost(args))
+                                   synthesis=synthesis_cost(args),
+                                   synthesis_state=synthesis_state_bytes(args))
     bank = synthesize_bank(SYNTHESIS, osp.join(args.work_dir, 'bank'), args.bank_size,
                            args.teacher_checkpoint)['path']
     print('[speed] iteration times', flush=True)
@@ -188,6 +259,13 @@ def main() -> None:
              f"| synthetic images per second, inversion | {syn['inversion_images_per_s']:.2f} |",
              f"| synthetic images per second, trained generator | "
              f"{syn['generator_images_per_s']:.1f} |",
+             *[f"| synthesis state in a checkpoint, per rank, {label} | "
+               f"{row['state_bytes'] / 2**20:.1f} MiB"
+               + (f" ({row['buffer_images']} buffered {row['image_hw'][0]}x"
+                  f"{row['image_hw'][1]} images; a cohort of {row['batch_size']} as float "
+                  f"pixels and Adam moments would add {row['float_cohort_bytes'] / 2**20:.1f} "
+                  'MiB)' if 'buffer_images' in row else '') + ' |'
+               for label, row in results['synthesis_state'].items()],
              f'| plain student iteration | {plain:.3f} s |']
     for label, row in results['distill'].items():
         lines.append(f"| distillation iteration / plain, {label} | {row['ratio_to_plain']:.2f} "

@@ -21,7 +21,7 @@
 # (tools/test.py: test_dataloader.dataset.data_root and test_evaluator.ann_file).
 #
 # Training reads no image: the train dataloader samples target boxes (SyntheticDetDataset,
-# DIODE's "onebox" targets) and SyntheticImageGeneratorHook inverts the frozen teacher to
+# DIODE's "onebox" targets) and ImageSynthesisHook inverts the frozen teacher to
 # synthesize each batch. The student learns from the teacher's FPN features (PKD, levels matched
 # by stride, 1x1 adapters 128 -> 256 channels), its per-anchor class scores
 # (ClassificationKDLoss: both heads are RetinaNet heads with the same anchors and 80 classes)
@@ -93,28 +93,30 @@ model = dict(
 img_size = (320, 320)
 custom_hooks = [
     dict(
-        type='SyntheticImageGeneratorHook',
-        inversion=dict(
+        type='ImageSynthesisHook',
+        synthesizer=dict(
+            type='InversionSynthesizer',
+            loss=dict(
+                det_weight=1.0,
+                bn_weight=0.05,
+                bn_first_multiplier=21.,
+                frozen_bn_prior=True,
+                tv_l1_weight=0.05,
+                tv_l2_weight=0.,
+                l2_weight=0.,
+                augment=dict(jitter=32, flip=True, brightness=0.2, contrast=0.1),
+                # The competition term (adaptive DeepInversion) costs a student forward and
+                # backward per step; it is off until measured.
+                adi_weight=0.0),
             total_steps=2000,
             lr=0.2,
-            det_weight=1.0,
-            bn_weight=0.05,
-            bn_first_multiplier=21.,
-            frozen_bn_prior=True,
-            tv_l1_weight=0.05,
-            tv_l2_weight=0.,
-            l2_weight=0.,
             lowres_steps=1250,
             lowres_scale=0.5,
-            augment=dict(jitter=32, flip=True, brightness=0.2, contrast=0.1),
-            # The competition term (adaptive DeepInversion) costs a student forward and
-            # backward per step; it is off until measured.
-            adi_weight=0.0,
             fp_sampling=dict(start=640, interval=100, score_thr=0.3, iou_thr=0.35,
-                             area_range=(0.01, 0.85))),
-        steps_per_iter=20,
-        buffer_size=256,
-        initial_cohorts=4,
+                             area_range=(0.01, 0.85)),
+            steps_per_iter=20,
+            buffer_size=256,
+            initial_cohorts=4),
         vis_interval=1000),
 ]
 
@@ -133,7 +135,10 @@ train_dataloader = dict(
         num_images=10000000,
         img_size=img_size,
         metainfo=dict(classes=coco_classes),
-        sampler=dict(type='BoxTargetSampler', boxes_per_image=1, size_range=(0.2, 0.8))))
+        sampler=dict(type='BoxTargetSampler', boxes_per_image=1, size_range=(0.2, 0.8)),
+        # The synthesizer draws a batch's targets itself when it starts a cohort (every 100
+        # iterations); the items carry only the image meta.
+        draw_targets=False))
 
 # Evaluation on COCO val2017 with CocoMetric, at mmdet's test scale (1333x800), so the student's
 # AP compares with the teacher's 36.5.
@@ -154,6 +159,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=1000, end=max_iters, eta_min=1e-6),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=128)
+# Checkpoints are written atomically (backend_args of the student config).
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(by_epoch=False, interval=10000, max_keep_ckpts=3))

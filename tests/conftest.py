@@ -26,7 +26,7 @@ def run_tool(args: List[str], cwd: str = REPO_ROOT,
 @pytest.fixture(scope='session')
 def tiny_shapes_root(tmp_path_factory) -> str:
     """A 16-train / 8-val shapes dataset of 128x128 images, generated once per session."""
-    from mmdfkd.datasets.shapes_coco import make_shapes_coco
+    from demo.shapes_coco import make_shapes_coco
     root = str(tmp_path_factory.mktemp('shapes') / 'data')
     make_shapes_coco(root, num_train=16, num_val=8, img_size=128, seed=0)
     return root
@@ -90,8 +90,9 @@ def shrink_config(cfg, data_root: str, max_iters: int = 4, ckpt_interval: int = 
 
 
 def write_tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
-    """Writes the demo data-free config shrunk to a few CPU iterations: 128 px images, 5 inversion steps per image (2 at half resolution), FP sampling from step 2, the
-    competition term on."""
+    """Writes the demo data-free config shrunk to a few CPU iterations: 128 px images, 5
+    inversion steps per image (2 at half resolution), FP sampling from step 2, the competition
+    term on."""
     from mmdfkd.utils import load_config
     cfg = shrink_config(load_config(DFKD_CONFIG), data_root)
     cfg.model.teachers[0].checkpoint = teacher_ckpt
@@ -99,8 +100,10 @@ def write_tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
     hook = cfg.custom_hooks[0]
     # Warm-up fills the buffer with one cohort (5 steps), then 1 step per iteration: a
     # checkpoint at iteration 4 holds a cohort in progress.
-    hook.inversion.update(total_steps=5, lowres_steps=2, adi_weight=0.5,
-                          fp_sampling=dict(start=2, interval=1, score_thr=0.5))
-    hook.update(steps_per_iter=1, buffer_size=4, initial_cohorts=1, vis_interval=2)
+    hook.synthesizer.loss.update(adi_weight=0.5)
+    hook.synthesizer.update(total_steps=5, lowres_steps=2,
+                            fp_sampling=dict(start=2, interval=1, score_thr=0.5),
+                            steps_per_iter=1, buffer_size=4, initial_cohorts=1)
+    hook.update(vis_interval=2)
     cfg.dump(path)
     return path

@@ -32,9 +32,10 @@ def small_dfkd_config(data_root: str, teacher_ckpt: str, path: str, img_size: in
     cfg.default_hooks.checkpoint.interval = ckpt_interval
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     hook = cfg.custom_hooks[0]
-    hook.inversion.update(total_steps=3, lowres_steps=1,
-                          fp_sampling=dict(start=2, interval=1, score_thr=0.5))
-    hook.update(steps_per_iter=1, buffer_size=4, initial_cohorts=1, vis_interval=0)
+    hook.synthesizer.update(total_steps=3, lowres_steps=1,
+                            fp_sampling=dict(start=2, interval=1, score_thr=0.5),
+                            steps_per_iter=1, buffer_size=4, initial_cohorts=1)
+    hook.update(vis_interval=0)
     cfg.dump(path)
     return cfg
 

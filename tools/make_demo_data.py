@@ -8,16 +8,8 @@ stops and asks for another ``--out`` or ``--overwrite``.
 """
 import argparse
 import sys
-from pathlib import Path
 
-try:
-    from mmdfkd.datasets.shapes_coco import make_shapes_coco
-except ModuleNotFoundError as err:
-    if err.name != 'mmdfkd':
-        raise
-    # Not installed (pip install -e .): import it from the repository this script lives in.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mmdfkd.datasets.shapes_coco import make_shapes_coco
+from demo.shapes_coco import make_shapes_coco
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

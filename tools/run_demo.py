@@ -34,9 +34,9 @@ import torch
 from mmengine.config import Config
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.datasets.shapes_coco import make_shapes_coco
-from mmdfkd.utils.experiment import (REPO_ROOT, config_fingerprint, evaluate, experiment_config,
-                                     file_fingerprint, synthesize_bank, train, validation_curve)
+from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate, experiment_config,
+                             file_fingerprint, synthesize_bank, train, validation_curve)
+from demo.shapes_coco import make_shapes_coco
 from mmdfkd.utils.model_stats import model_stats
 
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'demo')

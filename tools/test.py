@@ -24,11 +24,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
-from mmdfkd.utils import (CheckpointFileError, MissingFilesError, check_config_paths,
-                          checkpoint_weights, finish_distributed, init_cpu_distributed,
-                          is_distiller_config, load_checkpoint_file, prepare_config,
-                          student_model_config, student_weights, weights_fit_problem)
+import mmdfkd  # noqa: F401  (registers modules and the checked checkpoint loader)
+from mmdfkd.utils import (CheckpointFileError, ConfigOptionError, MissingFilesError,
+                          check_config_paths, checkpoint_weights, finish_distributed,
+                          init_cpu_distributed, is_distiller_config, load_checkpoint_file,
+                          prepare_config, student_model_config, student_weights,
+                          weights_fit_problem)
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,7 +62,10 @@ def main() -> None:
                  'example work_dirs/NAME/iter_N.pth).')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit(f'--out {args.out}: the output file must end in .pkl or .pickle.')
-    cfg = prepare_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    try:
+        cfg = prepare_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    except ConfigOptionError as exc:
+        sys.exit(str(exc))
     student_only = (is_distiller_config(cfg.model)
                     and cfg.model.get('predict_with', 'student') == 'student')
     if student_only:  # the distiller predicts with its student: evaluate the student alone

@@ -26,11 +26,11 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
+import mmdfkd  # noqa: F401  (registers modules and the checked checkpoint loader)
 from mmdfkd.engine.hooks import RandomStateHook
-from mmdfkd.utils import (MissingFilesError, check_config_paths, checkpoint_fit_problem,
-                          checkpoint_problem, find_resumable_checkpoint, finish_distributed,
-                          init_cpu_distributed, prepare_config)
+from mmdfkd.utils import (ConfigOptionError, MissingFilesError, check_config_paths,
+                          checkpoint_fit_problem, checkpoint_problem, find_resumable_checkpoint,
+                          finish_distributed, init_cpu_distributed, prepare_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -114,7 +114,10 @@ def exit_if_checkpoint_does_not_fit(runner: Runner, checkpoint: str, config: str
 
 def main() -> None:
     args = parse_args()
-    cfg = prepare_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    try:
+        cfg = prepare_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    except ConfigOptionError as exc:
+        sys.exit(str(exc))
 
     if args.amp:
         if not torch.cuda.is_available():

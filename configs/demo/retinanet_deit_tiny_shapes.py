@@ -1,60 +1,8 @@
 # Demo ViT student trained on the real demo images, without distillation: the baseline that
-# distillation is measured against. Same data and anchors as the teacher
-# (retinanet_r18_shapes.py), so head-level distillation losses apply between the two.
-#
-# Backbone: a DeiT-Tiny-width ViT from timm (embedding 192, 3 heads) shaped for 128 px images
-# learned from scratch: 8 px patches (a 16x16 token grid, stride 8, fine enough for 15 px
-# objects), 6 blocks with global attention (256 tokens are cheap). Shifted patch tokenization
-# and locality self-attention (SPT/LSA, Lee et al. 2021: ViTs on small datasets) give the
-# from-scratch ViT some of a CNN's locality; measured on the demo (800 iterations, same seed):
-# real-data student 0.116 -> 0.161 mAP, data-free student 0.119 -> 0.136. A simple feature
-# pyramid builds strides 8, 16 and 32 (the teacher's FPN levels). GroupNorm in neck and head:
-# synthetic batches are small.
-_base_ = './retinanet_r18_shapes.py'
-
-gn = dict(type='GN', num_groups=32, requires_grad=True)
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='TimmViT',
-        model_name='deit_tiny_patch16_224',
-        out_indices=(-1, ),
-        window_size=0,
-        spt=True,
-        lsa=True,
-        drop_path_rate=0.1,
-        timm_kwargs=dict(img_size=128, patch_size=8, depth=6)),
-    neck=dict(
-        _delete_=True,
-        type='SimpleFeaturePyramid',
-        in_channels=192,
-        out_channels=128,
-        scale_factors=(1.0, 0.5),
-        num_outs=3,
-        add_extra_convs=True,
-        norm_cfg=gn),
-    bbox_head=dict(norm_cfg=gn))
-
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    constructor='LayerDecayOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        layer_decay_rate=1.0,  # trained from scratch: every block learns at full rate
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={
-            'pos_embed': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.)
-        }),
-    clip_grad=dict(max_norm=1.0, norm_type=2))
-
-# Both demo students (this one and the data-free one) train for this many iterations.
-max_iters = 800
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),
+# distillation is measured against. Same data as the teacher; same schedule (800 iterations) as
+# every distilled demo student.
+_base_ = [
+    './_base_/models/retinanet_deit_tiny_shapes.py',
+    './_base_/datasets/shapes.py',
+    './_base_/schedules/student_800it.py',
 ]
-default_hooks = dict(checkpoint=dict(interval=max_iters))

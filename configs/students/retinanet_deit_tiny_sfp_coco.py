@@ -49,3 +49,7 @@ optim_wrapper = dict(
             'cls_token': dict(decay_mult=0.)
         }),
     clip_grad=dict(max_norm=1.0, norm_type=2))
+
+# 'atomic_local' (registered by mmdfkd) writes a checkpoint to a temporary file and renames it,
+# so a run killed while saving leaves no truncated .pth behind.
+default_hooks = dict(checkpoint=dict(backend_args=dict(backend='atomic_local')))

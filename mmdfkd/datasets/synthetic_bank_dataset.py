@@ -2,9 +2,10 @@
 import os.path as osp
 from typing import Any, Sequence
 
-import torch
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
+
+from mmdfkd.structures import OUTPUTS_DIR, load_entry
 
 # Transforms that move pixels: the stored teacher outputs would no longer match the image.
 _GEOMETRIC = ('RandomFlip', 'RandomResize', 'RandomCrop', 'RandomAffine', 'RandomShift',
@@ -18,7 +19,8 @@ class SyntheticBankDataset(CocoDataset):
 
     Images and targets are read as a COCO dataset (``images/``, ``targets.json``). Each
     sample also carries ``teacher_outputs``: per teacher, its fp16 outputs for the sources the
-    distillation terms read and its detections. ``DetectionDistiller`` uses them instead of
+    distillation terms read and its detections (the entry format of
+    :mod:`mmdfkd.structures.teacher_outputs`). ``DetectionDistiller`` uses them instead of
     running the teachers, so a training step costs the student alone.
 
     The pipeline must not move pixels (no flip, resize or crop), since the stored outputs
@@ -29,7 +31,7 @@ class SyntheticBankDataset(CocoDataset):
         ann_file: Targets file, relative to ``data_root``. Defaults to ``'targets.json'``.
         data_prefix: Image folder. Defaults to ``dict(img='images/')``.
         outputs_dir: Folder of the stored outputs, relative to ``data_root``. Defaults to
-            ``'teacher_outputs/'``.
+            ``OUTPUTS_DIR`` (``'teacher_outputs/'``).
         pipeline: Transforms; defaults to loading the image and targets and packing them.
         **kwargs: Other ``CocoDataset`` arguments (``metainfo`` with the classes, ...).
 
@@ -42,7 +44,7 @@ class SyntheticBankDataset(CocoDataset):
                  data_root: str,
                  ann_file: str = 'targets.json',
                  data_prefix: dict = dict(img='images/'),
-                 outputs_dir: str = 'teacher_outputs/',
+                 outputs_dir: str = OUTPUTS_DIR,
                  pipeline: Sequence[dict] = (dict(type='LoadImageFromFile'),
                                              dict(type='LoadAnnotations', with_bbox=True),
                                              dict(type='PackDetInputs')),
@@ -62,10 +64,12 @@ class SyntheticBankDataset(CocoDataset):
                          pipeline=list(pipeline), **kwargs)
 
     def prepare_data(self, idx: int) -> Any:
-        """The packed sample of ``idx`` with its stored ``teacher_outputs``."""
+        """The packed sample of ``idx`` with its stored ``teacher_outputs``.
+
+        Raises:
+            CheckpointFileError: If the image's entry is missing, truncated or damaged.
+        """
         data = super().prepare_data(idx)
-        image_id = int(self.get_data_info(idx)['img_id'])
-        path = osp.join(self.outputs_dir, f'{image_id:07d}.pt')
-        data['data_samples'].teacher_outputs = torch.load(path, map_location='cpu',
-                                                          weights_only=True)
+        data['data_samples'].teacher_outputs = load_entry(
+            self.outputs_dir, self.get_data_info(idx)['img_id'])
         return data

@@ -1,8 +1,10 @@
 """A detection dataset of sampled targets only, for data-free training.
 
 No image exists: each item is an image size and random target boxes. Before every training
-iteration the images are synthesized from the frozen teacher for those targets and replace the
-batch's ``inputs``, so the dataset gives a zero placeholder image of the right size.
+iteration ``ImageSynthesisHook`` replaces the batch's ``inputs`` with images synthesized from the
+frozen teachers, so the dataset gives a zero placeholder image of the right size. With
+``draw_targets=False`` an item is only the image's meta information, and the synthesizer draws
+the targets of the batches it makes images for (:meth:`SyntheticDetDataset.sample_targets`).
 """
 import copy
 import numbers
@@ -41,6 +43,12 @@ class SyntheticDetDataset(Dataset):
     ``ignored_instances`` holds zero boxes rather than no fields because mmdet's assigners read
     its ``bboxes`` whenever it is present, as it always is after ``LoadAnnotations``.
 
+    With ``draw_targets=False`` an item is ``dict(data_samples=DetDataSample(metainfo=...))``
+    with the same metainfo and nothing else: no targets are sampled and no placeholder image is
+    made for it. Inversion (``InversionSynthesizer``) starts new images only every few batches,
+    and draws their targets with :meth:`sample_targets` then; the other batches' targets would
+    be sampled for nothing.
+
     Example config::
 
         train_dataloader = dict(
@@ -63,6 +71,8 @@ class SyntheticDetDataset(Dataset):
         seed (int): Non-negative seed of the targets. Defaults to 0.
         test_mode (bool): Kept as ``self.test_mode`` for code that reads it from mmengine
             datasets; the items do not depend on it. Defaults to False.
+        draw_targets (bool): Whether items carry their targets and a placeholder image; False
+            gives the image meta information only. Defaults to True.
 
     Raises:
         ValueError: If an argument is invalid, the sampler's ``num_classes`` differs from the
@@ -77,7 +87,8 @@ class SyntheticDetDataset(Dataset):
                  metainfo: dict,
                  sampler: Optional[dict] = None,
                  seed: int = 0,
-                 test_mode: bool = False) -> None:
+                 test_mode: bool = False,
+                 draw_targets: bool = True) -> None:
         if not isinstance(num_images, numbers.Integral) or isinstance(num_images, bool) \
                 or num_images < 1:
             raise ValueError(f'SyntheticDetDataset: num_images must be a positive integer, '
@@ -115,6 +126,10 @@ class SyntheticDetDataset(Dataset):
                              f'got {seed!r}.')
         self.seed = int(seed)
         self.test_mode = test_mode
+        if not isinstance(draw_targets, bool):
+            raise ValueError(f'SyntheticDetDataset: draw_targets must be True or False, got '
+                             f'{draw_targets!r}.')
+        self.draw_targets = draw_targets
         # Draw item 0 now, so that a sampler that cannot fill images of img_size (e.g. boxes
         # under 2 px in 4x4 images) fails when the dataset is built, whatever its type.
         try:
@@ -181,15 +196,18 @@ class SyntheticDetDataset(Dataset):
 
         Returns:
             dict: ``inputs``, a zero uint8 tensor of shape (3, H, W), and ``data_samples``, a
-            ``DetDataSample`` carrying the targets and image meta information.
+            ``DetDataSample`` carrying the targets and image meta information; with
+            ``draw_targets=False`` only ``data_samples``, with the meta information only.
         """
         index = self._index(idx)
-        boxes, labels = self.sample_targets(index)
         height, width = self.img_size
         data_sample = DetDataSample(metainfo=dict(
             img_id=index, img_path=f'synthetic://{index}', ori_shape=(height, width),
             img_shape=(height, width), scale_factor=(1.0, 1.0), flip=False,
             flip_direction=None))
+        if not self.draw_targets:
+            return dict(data_samples=data_sample)
+        boxes, labels = self.sample_targets(index)
         data_sample.gt_instances = InstanceData(bboxes=HorizontalBoxes(torch.from_numpy(boxes)),
                                                 labels=torch.from_numpy(labels))
         data_sample.ignored_instances = InstanceData(

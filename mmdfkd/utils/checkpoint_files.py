@@ -1,25 +1,27 @@
-"""Checkpoint files on disk: written atomically, checked before they are loaded.
-
-mmengine 0.10.7 writes a checkpoint by opening the final path and writing the bytes into it, so a
-run killed while saving leaves a truncated file under the name of a good one, and ``--resume``
-then fails on it. :func:`install_atomic_checkpoint_save` (called when :mod:`mmdfkd` is imported)
-replaces mmengine's ``save_checkpoint`` with :func:`atomic_save_checkpoint`, which writes the
-bytes to ``PATH.tmp`` in the same directory, flushes them to disk and renames the file over
-``PATH`` (``os.replace``, atomic on POSIX and Windows). A kill at any point leaves either the
-previous file or the new one, never a mix; at worst a stale ``PATH.tmp``, which the next save
-overwrites. Only local paths take this route; other storage backends keep mmengine's own code.
-
-mmengine's ``CheckpointHook`` also writes the ``last_checkpoint`` pointer file directly.
-:func:`find_resumable_checkpoint` therefore does not trust it blindly: it checks the file it
-names and otherwise falls back to the newest readable checkpoint of the work dir. The hook also
-deletes the oldest checkpoint beyond ``max_keep_ckpts`` *before* it writes the new one, so with
-``max_keep_ckpts=1`` a run killed while saving has no checkpoint left; keep 2 or more (or -1,
-all) where runs may be killed.
+"""Checkpoint files on disk: checked before they are loaded, by one loader.
 
 :func:`load_checkpoint_file` (and :func:`checkpoint_problem`, which says why a file does not
-load) checks a checkpoint before ``torch.load(weights_only=True)`` reads it: it tells
-truncated, damaged and unsafe files apart and names the file in one sentence. Both formats of
-``torch.save`` load: the zip archive and the legacy format of torch < 1.6.
+load) checks a checkpoint before ``torch.load(weights_only=True)`` reads it: it tells truncated,
+damaged and unsafe files apart and names the file in one sentence. Both formats of
+``torch.save`` load: the zip archive and the legacy format of torch < 1.6. Objects are unpickled
+under the allow-list of :mod:`mmdfkd.utils.safe_checkpoint`, for that one load only.
+
+Teachers, ``tools/test.py``, ``tools/export_student.py``, ``--resume`` and the stored teacher
+outputs of a synthetic bank load their files through it. mmengine reads
+``load_from``, ``resume`` and ``mmengine.runner.load_checkpoint`` through its own
+``CheckpointLoader``, whose loader of local paths (the ``''`` prefix) torch-loads the file
+unchecked; :func:`register_checked_local_loader` (called when :mod:`mmdfkd` is imported) puts
+:func:`load_from_checked_local` in its place, through mmengine's ``register_scheme``. Other
+schemes (``http://``, ``open-mmlab://``, ...) keep mmengine's loaders.
+
+:func:`find_resumable_checkpoint` picks the checkpoint ``--resume`` continues from. mmengine's
+``CheckpointHook`` writes the ``last_checkpoint`` pointer with a plain ``open``, so the file it
+names is checked, and otherwise the newest readable checkpoint of the work dir is taken. The hook
+also deletes the oldest checkpoint beyond ``max_keep_ckpts`` *before* it writes the new one, so
+with ``max_keep_ckpts=1`` a run killed while saving has no checkpoint left; keep 2 or more (or
+-1, all) where runs may be killed. Checkpoints themselves are written atomically by the
+``atomic_local`` file backend (:mod:`mmdfkd.utils.atomic_file_backend`) where a config selects
+it.
 """
 import os
 import os.path as osp
@@ -27,17 +29,13 @@ import pickle
 import pickletools
 import re
 import zipfile
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
-import mmengine.runner
-import mmengine.runner.checkpoint
-import mmengine.runner.runner
 import torch
-from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.runner import CheckpointLoader
 
-# mmengine's names of the function, by module: the Runner and the hooks import it from these.
-_SAVE_CHECKPOINT_MODULES = (mmengine.runner.checkpoint, mmengine.runner.runner, mmengine.runner)
-_MMENGINE_SAVE_CHECKPOINT: Callable = mmengine.runner.checkpoint.save_checkpoint
+from .safe_checkpoint import mmengine_checkpoint_globals
+
 # Checkpoint names of mmengine's CheckpointHook (filename_tmpl 'iter_{}.pth' / 'epoch_{}.pth').
 _STEP_CHECKPOINT = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 # How a file written by torch.save starts: a zip archive (torch >= 1.6)...
@@ -54,75 +52,15 @@ _TRUNCATED = ('the file is truncated (by a run killed while saving, or an interr
               'download) or damaged')
 # .pth files named in the message of a directory given as a checkpoint, at most.
 _SHOWN_FILES = 5
-
-
-def atomic_save_checkpoint(checkpoint: dict,
-                           filename: str,
-                           file_client_args: Optional[dict] = None,
-                           backend_args: Optional[dict] = None) -> None:
-    """``mmengine.runner.save_checkpoint`` that replaces a local file atomically.
-
-    The checkpoint is serialized into ``filename + '.tmp'`` next to the target, flushed and
-    fsynced, then renamed over ``filename``; the directory entry is fsynced too. If anything
-    fails before the rename, the temporary file is removed and ``filename`` is as it was.
-
-    Args:
-        checkpoint: The checkpoint dict.
-        filename: Where to save it.
-        file_client_args: Deprecated mmengine argument; if given, mmengine's own save is used.
-        backend_args: mmengine storage backend arguments; a non-local backend (or a
-            ``pavi://`` path) uses mmengine's own save.
-    """
-    filename = os.fspath(filename)
-    if (file_client_args is not None or filename.startswith('pavi://') or not isinstance(
-            get_file_backend(filename, backend_args=backend_args), LocalBackend)):
-        _MMENGINE_SAVE_CHECKPOINT(checkpoint, filename, file_client_args, backend_args)
-        return
-    directory = osp.dirname(osp.abspath(filename))
-    os.makedirs(directory, exist_ok=True)
-    tmp_path = filename + '.tmp'
-    try:
-        with open(tmp_path, 'wb') as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, filename)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Makes a rename inside ``directory`` durable (POSIX; a no-op where directories cannot be
-    opened, e.g. Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def install_atomic_checkpoint_save() -> None:
-    """Makes mmengine save checkpoints with :func:`atomic_save_checkpoint`.
-
-    Rebinds ``save_checkpoint`` in ``mmengine.runner.checkpoint`` (read by the training
-    strategies), ``mmengine.runner.runner`` (``Runner.save_checkpoint``) and ``mmengine.runner``
-    (``CheckpointHook`` and user code). Idempotent; called when :mod:`mmdfkd` is imported.
-    """
-    for module in _SAVE_CHECKPOINT_MODULES:
-        module.save_checkpoint = atomic_save_checkpoint
+# Where torch.load puts the tensors: a device, a device name, a mapping or a function.
+MapLocation = Union[None, str, torch.device, dict, Callable]
 
 
 class CheckpointFileError(RuntimeError):
     """A checkpoint file cannot be loaded; ``str(error)`` is one sentence naming the file."""
 
 
-def load_checkpoint_file(path: str) -> Any:
+def load_checkpoint_file(path: str, map_location: MapLocation = 'cpu') -> Any:
     """Loads a checkpoint file with ``torch.load(weights_only=True)``, after checking it.
 
     Both formats of ``torch.save`` load. A zip archive (the format since torch 1.6) must be
@@ -135,9 +73,10 @@ def load_checkpoint_file(path: str) -> Any:
 
     Args:
         path: The checkpoint file.
+        map_location: Where the tensors go, as for ``torch.load``. Defaults to ``'cpu'``.
 
     Returns:
-        The loaded object, with its tensors on the CPU.
+        The loaded object.
 
     Raises:
         CheckpointFileError: If the file does not exist, is a directory, is truncated or
@@ -149,7 +88,8 @@ def load_checkpoint_file(path: str) -> Any:
     else:
         _check_zip_archive(path)
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with mmengine_checkpoint_globals():
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointFileError(_refused_pickle_message(path, exc)) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
@@ -158,6 +98,41 @@ def load_checkpoint_file(path: str) -> Any:
             raise CheckpointFileError(f'{path} is not a complete PyTorch checkpoint (legacy '
                                       f'format; {detail}): {_TRUNCATED}') from exc
         raise CheckpointFileError(f'{path} could not be loaded ({detail})') from exc
+
+
+def load_from_checked_local(filename: str, map_location: MapLocation = None) -> Any:
+    """mmengine's ``CheckpointLoader`` scheme for local paths: :func:`load_checkpoint_file`.
+
+    Takes the place of mmengine's ``load_from_local``, with its arguments and its
+    ``FileNotFoundError`` for a missing file.
+
+    Args:
+        filename: The checkpoint file; ``~`` is expanded.
+        map_location: Where the tensors go, as for ``torch.load``; None keeps the devices they
+            were saved from. Defaults to None.
+
+    Returns:
+        The loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: If nothing exists at ``filename``.
+        CheckpointFileError: If the file cannot be loaded (see :func:`load_checkpoint_file`).
+    """
+    filename = osp.expanduser(filename)
+    if not osp.exists(filename):
+        raise FileNotFoundError(f'Checkpoint {filename} does not exist')
+    return load_checkpoint_file(filename, map_location)
+
+
+def register_checked_local_loader() -> None:
+    """Makes mmengine load local checkpoints with :func:`load_from_checked_local`.
+
+    Registers it for the ``''`` prefix of ``mmengine.runner.CheckpointLoader`` (``force=True``,
+    replacing mmengine's ``load_from_local``), which ``Runner`` ``load_from`` and ``resume``,
+    ``mmengine.runner.load_checkpoint`` and mmdet's ``init_detector`` go through. Idempotent;
+    called when :mod:`mmdfkd` is imported.
+    """
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_checked_local, force=True)
 
 
 def checkpoint_problem(path: str) -> Optional[str]:

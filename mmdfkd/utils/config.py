@@ -1,11 +1,15 @@
 """Load configs for the command-line tools the way ``tools/train.py`` and ``tools/test.py`` need,
-and tell which file of a config's ``_base_`` chain set a value."""
+refuse ``--cfg-options`` that would change nothing, and tell which file of a config's ``_base_``
+chain set a value."""
 import ast
+import inspect
 import os
 import os.path as osp
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from mmengine.config import Config
+from mmengine.runner import Runner
+from mmengine.utils import get_installed_path, is_installed
 
 
 def load_config(path: str) -> Config:
@@ -52,10 +56,18 @@ def prepare_config(path: str,
 
     Returns:
         The config, ready for ``Runner.from_cfg``.
+
+    Raises:
+        ConfigOptionError: If an option sets a variable of the config files that mmengine has
+            already substituted into the keys that use it (see
+            :func:`substituted_variable_problems`); the message names the keys to set.
     """
     cfg = load_config(path)
     cfg.launcher = launcher
     if cfg_options:
+        problems = substituted_variable_problems(cfg, cfg_options)
+        if problems:
+            raise ConfigOptionError('\n'.join(problems))
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -104,6 +116,11 @@ def scale_iter_schedule(cfg: Config, max_iters: int) -> Config:
     return cfg
 
 
+class ConfigOptionError(ValueError):
+    """A ``--cfg-options`` entry that would change nothing; ``str(error)`` has one line per
+    entry, naming the keys to set instead."""
+
+
 class VariableBinding(NamedTuple):
     """A config key whose value a config file copied from one of its own top-level variables.
 
@@ -144,12 +161,27 @@ def config_chain(path: str) -> List[str]:
             return
         for base in bases:
             try:
-                visit(Config._get_cfg_path(base, filename)[0])
+                visit(_base_file(base, filename))
             except (FileNotFoundError, ModuleNotFoundError, ValueError):
                 continue
 
     visit(path)
     return chain
+
+
+def _base_file(base: str, filename: str) -> str:
+    """The file a ``_base_`` entry of the config ``filename`` names.
+
+    A package config (``mmdet::x.py``) is the file under the package's installed configs, where
+    mmengine finds it too, but only after reading every model metafile of the package (about
+    a hundred YAML files, each time): that file is taken when it exists.
+    """
+    package, _, relative = base.partition('::')
+    if relative and is_installed(package):
+        path = osp.join(get_installed_path(package), '.mim', 'configs', relative)
+        if osp.isfile(path):
+            return path
+    return Config._get_cfg_path(base, filename)[0]
 
 
 def _string_variables(tree: ast.Module) -> Dict[str, str]:
@@ -237,3 +269,161 @@ def assigning_file(cfg: Config, name: str, value: str) -> Optional[str]:
     """
     return next((file for file, tree in _parsed_chain(cfg)
                  if _string_variables(tree).get(name) == value), None)
+
+
+# Top-level keys the Runner reads itself (``Runner.from_cfg`` passes them to ``Runner``):
+# setting one always has an effect, even where a config file also copies it (e.g.
+# ``test_dataloader = val_dataloader``, ``student = {{_base_.model}}``).
+_RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}
+
+
+def _base_reference(node: ast.AST) -> Optional[str]:
+    """``NAME`` if ``node`` is mmengine's ``{{_base_.NAME}}`` (which Python parses as a set
+    holding a set holding ``_base_.NAME``), else None."""
+    while isinstance(node, ast.Set) and len(node.elts) == 1:
+        node = node.elts[0]
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == '_base_'):
+        return node.attr
+    return None
+
+
+def _refers_to(node: ast.AST, name: str) -> bool:
+    """Whether ``node`` reads the variable ``name`` (``name`` or ``{{_base_.name}}``)."""
+    return (isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)
+            or _base_reference(node) == name)
+
+
+def _uses(node: ast.AST, name: str) -> bool:
+    """Whether the expression ``node`` reads the variable ``name`` anywhere."""
+    return any(_refers_to(child, name) for child in ast.walk(node))
+
+
+def _copies(tree: ast.Module, name: str) -> Tuple[Set[str], Set[str]]:
+    """The key names a parsed config file sets from the variable ``name``.
+
+    Returns:
+        ``(direct, derived)``: keys given the variable itself (``key=name``, ``'key': name``,
+        ``key = name`` at the top level), and keys given an expression that uses it (e.g.
+        ``ann_file=data_root + 'annotations/val.json'``).
+    """
+    direct: Set[str] = set()
+    derived: Set[str] = set()
+    pairs = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg:
+            pairs.append((node.arg, node.value))
+        elif isinstance(node, ast.Dict):
+            pairs += [(key.value, value) for key, value in zip(node.keys, node.values)
+                      if isinstance(key, ast.Constant) and isinstance(key.value, str)]
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            pairs += [(target.id, statement.value) for target in statement.targets
+                      if isinstance(target, ast.Name)]
+    for key, value in pairs:
+        if _refers_to(value, name):
+            direct.add(key)
+        elif _uses(value, name):
+            derived.add(key)
+    return direct, derived
+
+
+def _leaves(node: Any, prefix: str = '') -> Iterator[Tuple[str, Any]]:
+    """``(dotted key, value)`` of every key of a nested config, containers included, with list
+    items numbered as ``--cfg-options`` numbers them (``model.teachers.0.checkpoint``)."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return
+    for key, value in items:
+        path = f'{prefix}.{key}' if prefix else str(key)
+        yield path, value
+        yield from _leaves(value, path)
+
+
+def _without_scope(value: Any) -> Any:
+    """``value`` without the ``_scope_`` keys mmengine adds to some dicts of a loaded config
+    (to a top-level variable's, not to the copy a key holds)."""
+    if isinstance(value, dict):
+        return {k: _without_scope(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_scope(v) for v in value)
+    return value
+
+
+def _assigns(tree: ast.Module, name: str) -> bool:
+    """Whether a parsed config file assigns the top-level variable ``name``."""
+    return any(isinstance(statement, ast.Assign) and any(
+        isinstance(target, ast.Name) and target.id == name for target in statement.targets)
+        for statement in tree.body)
+
+
+def _option_text(value: Any) -> str:
+    """``value`` as ``--cfg-options`` (mmengine's ``DictAction``) reads it back."""
+    if isinstance(value, list):
+        return '[' + ','.join(_option_text(v) for v in value) + ']'
+    if isinstance(value, tuple):
+        return '(' + ','.join(_option_text(v) for v in value) + ')'
+    return str(value)
+
+
+def substituted_variable_problems(cfg: Config, options: Dict[str, Any]) -> List[str]:
+    """Options that set a variable of the config files, which would change nothing.
+
+    A config file's top-level variable (``teacher_checkpoint``, ``data_root``, ``max_iters``)
+    is copied into the keys that use it (``checkpoint=teacher_checkpoint``, or
+    ``{{_base_.x}}`` in a file that inherits it) when mmengine parses that file, before
+    ``--cfg-options`` apply: setting the variable afterwards leaves those keys as they were,
+    without a word. An option is reported if its first component is a top-level key of ``cfg``
+    that a file of the config's ``_base_`` chain uses as a variable and that the Runner does
+    not read itself (:data:`_RUNNER_KEYS`: ``model``, ``val_dataloader``, ... always count).
+
+    Args:
+        cfg: The loaded config, before the options are merged.
+        options: ``--cfg-options`` as parsed, ``{'dotted.key': value}``.
+
+    Returns:
+        One message per such option: the variable, the file that uses it and the
+        ``--cfg-options`` that set the keys it was copied into. Empty for a config built in
+        memory, whose files cannot be read.
+    """
+    trees = list(_parsed_chain(cfg))
+
+    def used_by_substitution(name: str) -> bool:
+        return (name in cfg and name not in _RUNNER_KEYS
+                and any(_uses(tree, name) for _, tree in trees))
+
+    problems = []
+    for option, new in options.items():
+        name, _, rest = option.partition('.')
+        if not used_by_substitution(name):
+            continue
+        old = _without_scope(cfg[name])
+        # The first file in chain order that assigns the variable is the one whose value holds.
+        owner = next((file for file, tree in trees if _assigns(tree, name)), None)
+        direct: Set[str] = set()
+        derived: Set[str] = set()
+        for file, tree in trees:
+            copied, built = _copies(tree, name)
+            direct |= copied
+            derived |= built
+        settings = []
+        for path, value in _leaves(cfg.to_dict()):
+            top, key = path.split('.')[0], path.split('.')[-1]
+            if top == name or used_by_substitution(top):
+                continue  # another variable: setting it would change nothing either
+            if key in direct and _without_scope(value) == old:
+                settings.append(f'{path}{"." + rest if rest else ""}={_option_text(new)}')
+            elif (key in derived and not rest and isinstance(old, str) and old
+                  and isinstance(value, str) and old in value and isinstance(new, str)):
+                settings.append(f'{path}={value.replace(old, new)}')
+        advice = (f'Set those keys instead: --cfg-options {" ".join(settings)}' if settings
+                  else 'Set the keys that use it instead.')
+        problems.append(
+            f'--cfg-options {option}={_option_text(new)} changes nothing: `{name}` is a '
+            f'variable of the config files ({owner or "a base config"} sets it), which mmengine '
+            'copied into the keys that use it when it read them, before --cfg-options apply. '
+            f'{advice}')
+    return problems

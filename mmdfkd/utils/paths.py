@@ -43,10 +43,9 @@ def _edit_hint(binding: Optional[VariableBinding]) -> str:
         return ''
     if binding.top:
         return f' (or edit `{binding.name} = ...` at the top of {binding.file or "the config"})'
-    return (f' (the path is `{binding.name}` of the base config {binding.file}; mmengine put '
-            'its value into the keys when it parsed that file, so assigning '
-            f'`{binding.name}` in a config that inherits it changes nothing: set the keys '
-            'instead)')
+    return (f' (or edit `{binding.name} = ...` in the base config {binding.file}, for every '
+            'config that inherits it; mmengine put its value into the keys when it parsed that '
+            f'file, so assigning `{binding.name}` in a config that inherits it changes nothing)')
 
 
 def missing_checkpoint_message(checkpoint: str, url: Optional[str] = None,

@@ -1,4 +1,4 @@
-"""Let mmengine checkpoints load under ``torch.load(weights_only=True)``.
+"""Let mmengine checkpoints load under ``torch.load(weights_only=True)``, inside one scope.
 
 torch >= 2.6 loads checkpoints with ``weights_only=True`` by default, and mmengine 0.10.7 calls
 ``torch.load`` without the argument. Checkpoints written by mmengine's Runner hold more than
@@ -6,19 +6,25 @@ tensors: numpy scalars and arrays in ``meta`` and the message hub, and ``History
 whose pickled state names their statistics methods through ``getattr(HistoryBuffer, 'mean')``.
 Without help, loading or resuming such a checkpoint fails.
 
-A checkpoint is untrusted input, so ``weights_only`` stays on. This module adds exactly the types
-those checkpoints contain to torch's allow-list. Two builtins they name are never allowed as
-such. ``builtins.getattr`` resolves to :func:`_history_buffer_getattr`, which only looks up
-statistics methods registered on ``HistoryBuffer`` and refuses anything else.
-``builtins.bytes``, which pickle protocol 2 (torch.save's) calls without arguments for every
-empty ``bytes`` (the data of an empty numpy array, e.g. that of an empty ``HistoryBuffer``),
-resolves to :func:`_empty_bytes`, which returns ``b''`` and refuses any argument (``bytes(N)``
-would allocate N bytes). Non-empty bytes are pickled through ``_codecs.encode``, which torch
-allows itself.
+A checkpoint is untrusted input, so ``weights_only`` stays on. :func:`mmengine_checkpoint_globals`
+allows exactly the types those checkpoints contain, for the loads inside its ``with`` block only:
+torch's process-wide allow-list (``torch.serialization.get_safe_globals()``) is the same after the
+block as before. :func:`~mmdfkd.utils.checkpoint_files.load_checkpoint_file`, the one loader of
+the project (and of mmengine's local checkpoints once :mod:`mmdfkd` is imported), loads inside it.
+
+Two builtins those checkpoints name are never allowed as such. ``builtins.getattr`` resolves to
+:func:`_history_buffer_getattr`, which only looks up statistics methods registered on
+``HistoryBuffer`` and refuses anything else. ``builtins.bytes``, which pickle protocol 2
+(torch.save's) calls without arguments for every empty ``bytes`` (the data of an empty numpy
+array, e.g. that of an empty ``HistoryBuffer``), resolves to :func:`_empty_bytes`, which returns
+``b''`` and refuses any argument (``bytes(N)`` would allocate N bytes). Non-empty bytes are
+pickled through ``_codecs.encode``, which torch allows itself.
 """
+import contextlib
 import pickle
 import reprlib
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -75,7 +81,7 @@ def _empty_bytes(*args: Any) -> bytes:
 
 
 def _safe_globals() -> list:
-    """Returns the allow-list entries, as accepted by ``torch.serialization.add_safe_globals``."""
+    """Returns the allow-list entries, as accepted by ``torch.serialization.safe_globals``."""
     entries: list = [HistoryBuffer, np.dtype, np.ndarray,
                      (_history_buffer_getattr, 'builtins.getattr'),
                      (_empty_bytes, 'builtins.bytes')]
@@ -88,10 +94,27 @@ def _safe_globals() -> list:
     return entries
 
 
-def allow_mmengine_checkpoint_globals() -> None:
-    """Adds the types of mmengine Runner checkpoints to torch's weights-only allow-list.
+_MMENGINE_CHECKPOINT_GLOBALS = _safe_globals()
+# torch keeps one allow-list for the process: while one thread is inside the scope, another
+# leaving it would remove the entries from under the first thread's load.
+_SCOPE_LOCK = threading.RLock()
 
-    Idempotent; called when :mod:`mmdfkd` is imported. Pickled code (``os.system``,
-    ``builtins.eval``, arbitrary classes) is still refused.
+
+@contextlib.contextmanager
+def mmengine_checkpoint_globals() -> Iterator[None]:
+    """Allows the types of mmengine Runner checkpoints in ``weights_only`` loads of this block.
+
+    Adds to torch's allow-list the entries it lacks, through
+    ``torch.serialization.safe_globals``, and removes exactly those on leaving, so entries that
+    were there before (the user's own) stay. Another thread entering the block waits until
+    this one has left it. Pickled code (``os.system``, ``builtins.eval``, arbitrary classes) is
+    still refused.
+
+    Yields:
+        None; call ``torch.load(..., weights_only=True)`` inside the block.
     """
-    torch.serialization.add_safe_globals(_safe_globals())
+    with _SCOPE_LOCK:
+        present = set(torch.serialization.get_safe_globals())
+        missing = [entry for entry in _MMENGINE_CHECKPOINT_GLOBALS if entry not in present]
+        with torch.serialization.safe_globals(missing):
+            yield

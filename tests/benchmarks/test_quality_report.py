@@ -7,7 +7,7 @@ import shutil
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
-from mmdfkd.utils import experiment
+from demo import experiment
 
 _spec = importlib.util.spec_from_file_location(
     'quality', osp.join(REPO_ROOT, 'benchmarks', 'quality.py'))

@@ -8,6 +8,7 @@ import torch
 
 from conftest import REPO_ROOT
 from mmdfkd.utils import check_config_paths, load_config, prepare_config
+from mmdfkd.utils.config import ConfigOptionError
 from mmdfkd.utils.paths import check_teacher_checkpoints
 
 CONFIGS = {name: osp.join(REPO_ROOT, 'configs', name) for name in (
@@ -45,9 +46,11 @@ def test_recipe_is_data_free_and_evaluates_on_coco_val(name):
     assert train.dataset.type == 'SyntheticDetDataset'
     assert tuple(train.dataset.metainfo.classes) == CocoDataset.METAINFO['classes']
     assert not set(FILE_KEYS) & set(_keys_and_values(train.to_dict()))
+    assert train.dataset.draw_targets is False  # the synthesizer draws them for its cohorts
     (hook, ) = cfg.custom_hooks
-    assert hook.type == 'SyntheticImageGeneratorHook'
-    assert hook.inversion.frozen_bn_prior is True  # the zoo teacher's BN is frozen ImageNet BN
+    assert (hook.type, hook.synthesizer.type) == ('ImageSynthesisHook', 'InversionSynthesizer')
+    # The zoo teacher's BN is frozen ImageNet BN.
+    assert hook.synthesizer.loss.frozen_bn_prior is True
 
     # Evaluation on COCO val2017 under data_root.
     for loader, evaluator in (('val_dataloader', 'val_evaluator'),
@@ -71,8 +74,8 @@ def test_deit_small_recipe_uses_the_deit_small_student():
 
 
 def test_the_keys_the_errors_name_are_the_ones_that_work(tmp_path):
-    """mmengine substitutes variables before --cfg-options apply: overriding the variable
-    changes nothing, the keys named in the error messages do."""
+    """mmengine substitutes variables before --cfg-options apply: an option setting the
+    variable is refused, and the keys the refusal names work."""
     ckpt = tmp_path / 'teacher.pth'
     ckpt.touch()
     root = tmp_path / 'coco'
@@ -81,18 +84,16 @@ def test_the_keys_the_errors_name_are_the_ones_that_work(tmp_path):
     (root / 'annotations' / 'instances_val2017.json').touch()
     ann = f'{root}/annotations/instances_val2017.json'
 
-    cfg = prepare_config(CONFIGS['dfkd_vit_det.py'], cfg_options={
-        'teacher_checkpoint': str(ckpt), 'data_root': f'{root}/'})
-    assert cfg.model.teachers[0].checkpoint != str(ckpt)
-    assert cfg.val_dataloader.dataset.data_root != f'{root}/'
-    (message, ) = check_teacher_checkpoints(cfg)  # said, not ignored
-    assert 'does not reach the teacher' in message
-    assert f'--cfg-options model.teachers.0.checkpoint={ckpt}' in message
-
-    options = {'model.teachers.0.checkpoint': str(ckpt)}
+    with pytest.raises(ConfigOptionError) as info:
+        prepare_config(CONFIGS['dfkd_vit_det.py'], cfg_options={
+            'teacher_checkpoint': str(ckpt), 'data_root': f'{root}/'})
+    options = dict(setting.split('=', 1) for line in str(info.value).splitlines()
+                   for setting in line.split(' --cfg-options ')[-1].split(' '))
+    expected = {'model.teachers.0.checkpoint': str(ckpt)}
     for split in ('val', 'test'):
-        options.update({f'{split}_dataloader.dataset.data_root': f'{root}/',
-                        f'{split}_evaluator.ann_file': ann})
+        expected.update({f'{split}_dataloader.dataset.data_root': f'{root}/',
+                         f'{split}_evaluator.ann_file': ann})
+    assert options == expected
     cfg = prepare_config(CONFIGS['dfkd_vit_det.py'], cfg_options=options)
     check_config_paths(cfg, 'train')
     check_config_paths(cfg, 'test')
@@ -115,9 +116,15 @@ def test_train_dataloader_opens_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, 'open', no_open)
     batch = next(iter(loader))
     monkeypatch.undo()
-    assert [tuple(x.shape) for x in batch['inputs']] == [(3, 320, 320)] * 2
-    assert all(x.sum() == 0 for x in batch['inputs'])  # placeholders, to be synthesized
-    assert all(len(s.gt_instances) == 1 for s in batch['data_samples'])
+    # Image meta only (draw_targets=False): the synthesizer makes the images, and draws the
+    # targets of the batches it starts images for from the dataset.
+    assert 'inputs' not in batch
+    samples = batch['data_samples']
+    assert [s.img_shape for s in samples] == [(320, 320)] * 2
+    assert not any('gt_instances' in s for s in samples)
+    for sample in samples:
+        boxes, labels = loader.dataset.sample_targets(sample.img_id)  # DIODE's onebox targets
+        assert boxes.shape == (1, 4) and labels.shape == (1, )
 
 
 @pytest.mark.parametrize('name, terms', [
@@ -131,7 +138,7 @@ def test_recipe_builds_and_inverts_with_a_random_zoo_shaped_teacher(name, terms,
     from mmdet.utils import register_all_modules
 
     from mmdfkd.models.distillers.teacher_loader import resolve_teacher_config
-    from mmdfkd.models.synthesis.detector_inverter import DetectorInverter
+    from mmdfkd.models.synthesis import Targets, build_synthesizer
     register_all_modules()
     torch.manual_seed(0)
     cfg = load_config(CONFIGS[name])
@@ -149,15 +156,16 @@ def test_recipe_builds_and_inverts_with_a_random_zoo_shaped_teacher(name, terms,
     assert [term.name for term in model.terms] == terms
     assert model.student.bbox_head.num_classes == 80
 
-    inversion = dict(cfg.custom_hooks[0].inversion, total_steps=1, lowres_steps=0,
-                     fp_sampling=None)
-    inverter = DetectorInverter.from_distiller(model, **inversion)
-    assert inverter.bn_prior == [True]  # frozen ImageNet BN, kept by frozen_bn_prior=True
-    generator = torch.Generator().manual_seed(0)
+    synthesizer_cfg = dict(cfg.custom_hooks[0].synthesizer, total_steps=1, lowres_steps=0,
+                           fp_sampling=None)
+    synthesizer = build_synthesizer(synthesizer_cfg, model, dataset=None)
+    assert synthesizer.loss.bn_prior == [True]  # frozen ImageNet BN, kept by frozen_bn_prior
+    rng = torch.Generator().manual_seed(0)
     meta = [dict(img_shape=(128, 128), ori_shape=(128, 128), scale_factor=(1., 1.))]
-    cohort = inverter.start([torch.tensor([[16., 16., 96., 112.]])], [torch.tensor([3])], meta,
-                            (128, 128), generator)
-    log = inverter.refine(cohort, 1, generator)
+    cohort = synthesizer.start(
+        Targets([torch.tensor([[16., 16., 96., 112.]])], [torch.tensor([3])], meta), rng)
+    log = synthesizer.refine(cohort, 1, rng)
     assert {'syn_det_t0', 'syn_bn_t0', 'syn_tv_l1'} <= set(log)
     assert all(torch.isfinite(torch.tensor(v)) for v in log.values())
-    assert inverter.finished(cohort) and tuple(inverter.images(cohort).shape) == (1, 3, 128, 128)
+    assert synthesizer.finished(cohort)
+    assert tuple(synthesizer.images(cohort).shape) == (1, 3, 128, 128)

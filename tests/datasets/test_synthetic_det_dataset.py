@@ -258,6 +258,21 @@ def test_dataset_item_is_what_pack_det_inputs_gives():
         ds[8]
 
 
+def test_items_without_targets_carry_the_same_meta_information_only():
+    with_targets, without = _dataset(), _dataset(draw_targets=False)
+    for idx in range(8):
+        item = without[idx]
+        assert set(item) == {'data_samples'}  # no placeholder image
+        sample = item['data_samples']
+        assert sample.metainfo == with_targets[idx]['data_samples'].metainfo
+        assert 'gt_instances' not in sample and 'ignored_instances' not in sample
+        # The targets it would carry, drawn when asked.
+        np.testing.assert_array_equal(without.sample_targets(idx)[0],
+                                      _targets(with_targets[idx])[0])
+    batch = pseudo_collate([without[0], without[1]])
+    assert set(batch) == {'data_samples'} and [s.img_id for s in batch['data_samples']] == [0, 1]
+
+
 def _tiny_retinanet() -> torch.nn.Module:
     channels = 32
     return MODELS.build(dict(
@@ -357,6 +372,7 @@ def test_dataset_builds_from_the_registry_with_sampler_defaults():
      r'sampler.num_classes \(3\) differs from the 6 classes'),
     (dict(sampler=BoxTargetSampler(num_classes=6)), ValueError, 'sampler must be a config dict'),
     (dict(seed=-1), ValueError, 'seed must be a non-negative integer'),
+    (dict(draw_targets=0), ValueError, 'draw_targets must be True or False, got 0'),
     (dict(pipeline=[]), TypeError, 'pipeline'),
 ])
 def test_dataset_rejects_bad_arguments(kwargs, error, message):

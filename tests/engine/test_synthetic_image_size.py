@@ -1,4 +1,4 @@
-"""SyntheticImageGeneratorHook refuses, before training, synthetic image sizes that the data
+"""ImageSynthesisHook refuses, before training, synthetic image sizes that the data
 preprocessors of the student and teachers would pad, and says which sizes fit."""
 from types import SimpleNamespace
 
@@ -23,17 +23,18 @@ def distiller(tmp_path_factory):
 
 
 def _runner(distiller, img_size):
-    """The parts of an mmengine Runner that ``before_train`` reads."""
+    """The parts of an mmengine Runner that ``before_train`` reads; items without targets."""
     from mmdfkd.datasets import SyntheticDetDataset
-    from mmdfkd.datasets.shapes_coco import SHAPES_CLASSES
-    dataset = SyntheticDetDataset(2, img_size=img_size, metainfo=dict(classes=SHAPES_CLASSES))
+    from demo.shapes_coco import SHAPES_CLASSES
+    dataset = SyntheticDetDataset(2, img_size=img_size, metainfo=dict(classes=SHAPES_CLASSES),
+                                  draw_targets=False)
     return SimpleNamespace(model=distiller, train_dataloader=SimpleNamespace(dataset=dataset),
                            seed=0)
 
 
 def test_a_size_the_preprocessors_would_pad_is_refused(distiller):
-    from mmdfkd.engine.hooks import SyntheticImageGeneratorHook
-    hook = SyntheticImageGeneratorHook(inversion=dict(total_steps=2))
+    from mmdfkd.engine.hooks import ImageSynthesisHook
+    hook = ImageSynthesisHook(synthesizer=dict(type='InversionSynthesizer', total_steps=2))
     with pytest.raises(ValueError) as info:
         hook.before_train(_runner(distiller, (100, 100)))
     message = str(info.value)
@@ -47,17 +48,17 @@ def test_a_size_the_preprocessors_would_pad_is_refused(distiller):
 
 
 def test_the_low_resolution_phase_must_fit_too(distiller):
-    from mmdfkd.engine.hooks import SyntheticImageGeneratorHook
-    hook = SyntheticImageGeneratorHook(inversion=dict(total_steps=2, lowres_steps=1,
-                                                      lowres_scale=0.5))
+    from mmdfkd.engine.hooks import ImageSynthesisHook
+    hook = ImageSynthesisHook(synthesizer=dict(type='InversionSynthesizer', total_steps=2,
+                                               lowres_steps=1, lowres_scale=0.5))
     with pytest.raises(ValueError) as info:
         hook.before_train(_runner(distiller, (96, 160)))
     message = str(info.value)
     assert message.startswith('The low-resolution phase (lowres_scale=0.5) of 48x80 pixels '
                               '(train_dataloader.dataset.img_size is 96x160) would be padded '
                               'to 64x96')
-    assert ('multiples of 64 (so that the low-resolution phase is a multiple of 32 too), e.g. '
-            '--cfg-options "train_dataloader.dataset.img_size=(64, 128)" or '
+    assert ('multiples of 64 (so that the low-resolution phase (lowres_scale=0.5) is a multiple '
+            'of 32 too), e.g. --cfg-options "train_dataloader.dataset.img_size=(64, 128)" or '
             '"train_dataloader.dataset.img_size=(128, 192)".') in message
     hook.before_train(_runner(distiller, (128, 192)))  # fits: training can start
-    assert hook.inverter is not None
+    assert hook.synthesizer is not None

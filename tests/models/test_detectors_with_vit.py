@@ -99,10 +99,11 @@ def test_train_step_and_predict(detector):
             assert boxes[:, 0::2].max() <= w and boxes[:, 1::2].max() <= h
 
 
-def test_neck_in_channels_mismatch_fails_at_build():
-    cfg = student_config('retinanet', neck=dict(P3_P7, in_channels=384))
-    with pytest.raises(ValueError, match=r'in_channels=384 .* 192 channels .* TimmViT'):
-        MODELS.build(cfg)
+def test_neck_in_channels_mismatch_fails_at_the_first_forward():
+    model = MODELS.build(student_config('retinanet', neck=dict(P3_P7, in_channels=384))).eval()
+    with torch.no_grad(), pytest.raises(ValueError, match=r"in_channels=384 does not match the "
+                                        r"192 channels .* set the neck's in_channels=192"):
+        model(**model.data_preprocessor(make_batch([(128, 128)]), False), mode='predict')
 
 
 @pytest.mark.parametrize('config', sorted(glob.glob(osp.join(REPO_ROOT, 'configs', 'students',

@@ -1,4 +1,5 @@
-"""SimpleFeaturePyramid: ViTDet levels from one map, GroupNorm, extra levels, build-time checks."""
+"""SimpleFeaturePyramid: ViTDet levels from one map, GroupNorm, extra levels, config checks at
+build time, the backbone's channel count at the first forward."""
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -56,9 +57,16 @@ def test_invalid_configs_are_explained():
         neck([torch.randn(1, 192, 4, 4)] * 2)
 
 
-def test_in_channels_must_match_the_backbone_when_set_beside_it():
-    parent = nn.Module()
-    parent.backbone = TimmViT(out_indices=(0,))
-    parent.neck = SimpleFeaturePyramid(in_channels=192, out_channels=64)  # matches: fine
-    with pytest.raises(ValueError, match=r'in_channels=384 .* 192 channels'):
-        parent.neck = SimpleFeaturePyramid(in_channels=384, out_channels=64)
+def test_in_channels_must_match_the_backbone_map():
+    backbone = TimmViT(out_indices=(0,)).eval()  # DeiT-Tiny: 192 channels
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = backbone(x)
+        outs = SimpleFeaturePyramid(in_channels=192, out_channels=64)(features)  # matches
+        assert outs[0].shape == (1, 64, 16, 16)
+        neck = SimpleFeaturePyramid(in_channels=384, out_channels=64)
+        with pytest.raises(ValueError) as info:
+            neck(features)
+    assert str(info.value) == (
+        "SimpleFeaturePyramid in_channels=384 does not match the 192 channels of the backbone "
+        "map; set the neck's in_channels=192, the backbone's embed dim")

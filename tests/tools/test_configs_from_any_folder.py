@@ -63,7 +63,7 @@ def test_mmdet_own_tools_train_and_test_a_demo_distillation_config(tiny_shapes_r
 
 def test_project_train_tool_on_a_user_config_inheriting_a_demo_config(tiny_shapes_root,
                                                                       teacher_ckpt, tmp_path):
-    # Three levels below the file that names the teacher (kd_deit_tiny_shapes_real.py).
+    # Two levels below the file that names the teacher (_base_/models/distiller_r18_deit_tiny.py).
     user_dir = tmp_path / 'my_project'
     user_dir.mkdir()
     config = user_dir / 'my_dfkd.py'

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import torch
 
+from mmdfkd.utils import load_checkpoint_file
+
 from conftest import REPO_ROOT, save_random_teacher_checkpoint, write_tiny_teacher_config
 from reliability_helpers import IMPORT_ENV, small_dfkd_config, with_helpers
 
@@ -71,11 +73,12 @@ def test_two_processes_on_cpu(tiny_shapes_root, tmp_path):
                if k.startswith(('loss', 'syn_')))
 
     assert [name for name in os.listdir(work_dir) if '.pth' in name] == ['iter_2.pth']
-    ckpt = torch.load(osp.join(work_dir, 'iter_2.pth'), weights_only=True)
-    synthetic, random_state = ckpt['synthetic_images'], ckpt['random_state']
+    ckpt = load_checkpoint_file(osp.join(work_dir, 'iter_2.pth'))
+    synthetic, random_state = ckpt['image_synthesis'], ckpt['random_state']
     assert len(synthetic) == len(random_state) == 2  # both ranks, for resuming each its own
     assert not torch.equal(synthetic[0]['rng'], synthetic[1]['rng'])
-    assert not torch.equal(synthetic[0]['buffer'][0]['image'], synthetic[1]['buffer'][0]['image'])
+    buffers = [state['synthesizer']['buffer'] for state in synthetic]
+    assert not torch.equal(buffers[0][0]['image'], buffers[1][0]['image'])
 
 
 def test_dist_test_evaluates_on_two_processes(tiny_shapes_root, tmp_path):

@@ -8,6 +8,8 @@ import os.path as osp
 
 import torch
 
+from mmdfkd.utils import load_checkpoint_file
+
 from conftest import REPO_ROOT, run_tool, save_random_teacher_checkpoint, shrink_config
 
 KD_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'kd_deit_tiny_shapes_real.py')
@@ -29,7 +31,7 @@ def test_distill_train_resume_test_and_export(tiny_shapes_root, tmp_path):
 
     first = run_tool(['tools/train.py', config, '--work-dir', work_dir])
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=True)
+    ckpt = load_checkpoint_file(osp.join(work_dir, 'iter_4.pth'))
     keys = list(ckpt['state_dict'])
     assert any(k.startswith('student.backbone.') for k in keys)
     assert not any(k.startswith('teachers.') for k in keys)
@@ -39,7 +41,7 @@ def test_distill_train_resume_test_and_export(tiny_shapes_root, tmp_path):
     train = [r for r in records if 'loss' in r]
     assert len(train) == 4
     for key in ('loss_PKDLoss_neck', 'loss_ClassificationKDLoss_bbox_head',
-                'PseudoBoxLoss_loss_cls'):
+                'loss_PseudoBoxLoss_cls'):
         assert all(key in r and r[key] == r[key] for r in train), key
 
     second = run_tool(['tools/train.py', config, '--work-dir', work_dir, '--resume',

@@ -1,24 +1,49 @@
-"""tools/generate_synthetic.py writes images, COCO targets and teacher predictions, and reports
-inversion fidelity; it never overwrites an existing output."""
+"""tools/generate_synthetic.py builds the config's synthesizer and writes images, COCO targets,
+teacher predictions and stored teacher outputs, and reports fidelity; it never overwrites an
+existing output."""
 import json
 import os.path as osp
 
 import cv2
 from pycocotools.coco import COCO
 
-from conftest import (REPO_ROOT, run_tool, save_random_teacher_checkpoint, shrink_config,
-                      write_tiny_dfkd_config)
+from conftest import (DFKD_CONFIG, REPO_ROOT, run_tool, save_random_teacher_checkpoint,
+                      shrink_config)
 
 BANK_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_bank_deit_tiny_shapes.py')
+INVERSION = dict(type='InversionSynthesizer', total_steps=5, lowres_steps=2,
+                 fp_sampling=dict(start=2, interval=1, score_thr=0.5))
+
+
+def write_config(data_root: str, teacher_ckpt: str, path: str, synthesizer: dict = INVERSION,
+                 draw_targets: bool = False) -> str:
+    """The demo data-free config shrunk to 128 px images, synthesis by ``synthesizer``."""
+    from mmdfkd.utils import load_config
+    cfg = shrink_config(load_config(DFKD_CONFIG), data_root)
+    cfg.model.teachers[0].checkpoint = teacher_ckpt
+    cfg.model.student.test_cfg.score_thr = 0.0
+    cfg.train_dataloader.dataset.draw_targets = draw_targets
+    cfg.custom_hooks = [dict(type='ImageSynthesisHook', synthesizer=synthesizer)]
+    cfg.dump(path)
+    return path
 
 
 def test_generates_a_coco_set_with_fidelity(tiny_shapes_root, tmp_path):
     teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
-    config = write_tiny_dfkd_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    config = write_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
     out = str(tmp_path / 'synthetic')
     result = run_tool(['tools/generate_synthetic.py', config, '--num', '3', '--batch-size', '2',
                        '--out', out])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Items that carry their targets give the same images: the targets are the same.
+    same = write_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'drawn.py'),
+                        draw_targets=True)
+    result = run_tool(['tools/generate_synthetic.py', same, '--num', '3', '--batch-size', '2',
+                       '--out', str(tmp_path / 'drawn')])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ('0000000.png', '0000002.png'):
+        assert (open(osp.join(out, 'images', name), 'rb').read()
+                == open(osp.join(str(tmp_path / 'drawn'), 'images', name), 'rb').read())
 
     targets = COCO(osp.join(out, 'targets.json'))
     assert len(targets.getImgIds()) == 3
@@ -31,6 +56,8 @@ def test_generates_a_coco_set_with_fidelity(tiny_shapes_root, tmp_path):
     summary = json.load(open(osp.join(out, 'summary.json')))
     assert 0 <= summary['fidelity']['bbox_mAP'] <= 1
     assert summary['bn_loss_first_step'] > 0 and summary['images_per_second'] > 0
+    assert summary['bn_loss_last_step'] != summary['bn_loss_first_step']
+    assert summary['synthesizer'] == json.loads(json.dumps(INVERSION))
     assert not osp.exists(out + '.partial')
 
     again = run_tool(['tools/generate_synthetic.py', config, '--num', '1', '--out', out])
@@ -46,11 +73,11 @@ def test_bank_replaces_the_online_teacher(tiny_shapes_root, tmp_path):
     from mmengine.dataset import pseudo_collate
 
     from mmdfkd.datasets import SyntheticBankDataset
-    from mmdfkd.datasets.shapes_coco import SHAPES_CLASSES
+    from demo.shapes_coco import SHAPES_CLASSES
     from mmdfkd.utils import load_config
     register_all_modules()
     teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
-    config = write_tiny_dfkd_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    config = write_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
     out = str(tmp_path / 'bank')
     result = run_tool(['tools/generate_synthetic.py', config, '--num', '2', '--out', out,
                        '--store-outputs'])
@@ -76,8 +103,8 @@ def test_bank_replaces_the_online_teacher(tiny_shapes_root, tmp_path):
     assert calls  # without stored outputs it does
     for key in ('loss_PKDLoss_neck', 'loss_ClassificationKDLoss_bbox_head'):
         assert from_bank[key].item() == pytest.approx(online[key].item(), rel=2e-2, abs=1e-3)
-    assert sum(from_bank['PseudoBoxLoss_loss_cls']).item() == pytest.approx(
-        sum(online['PseudoBoxLoss_loss_cls']).item(), rel=1e-3)
+    assert sum(from_bank['loss_PseudoBoxLoss_cls']).item() == pytest.approx(
+        sum(online['loss_PseudoBoxLoss_cls']).item(), rel=1e-3)
 
     # The Runner trains from the bank through tools/train.py.
     cfg = shrink_config(load_config(BANK_CONFIG), tiny_shapes_root, max_iters=2)
@@ -101,17 +128,16 @@ def test_bank_refuses_moving_pipelines_and_missing_outputs(tmp_path):
         SyntheticBankDataset(data_root=str(tmp_path / 'nowhere'))
 
 
-def test_generator_mode_trains_the_network_then_draws(tiny_shapes_root, tmp_path):
+def test_a_generator_network_is_trained_then_draws(tiny_shapes_root, tmp_path):
     teacher_ckpt = save_random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
-    config = write_tiny_dfkd_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'))
+    config = write_config(tiny_shapes_root, teacher_ckpt, str(tmp_path / 'dfkd.py'),
+                          dict(type='GeneratorSynthesizer', network=dict(base_channels=16)))
     out = str(tmp_path / 'generated')
     result = run_tool(['tools/generate_synthetic.py', config, '--num', '2', '--out', out,
-                       '--generator-iters', '2', '--cfg-options',
-                       'custom_hooks.0.mode=generator',
-                       'custom_hooks.0.generator.base_channels=16'])
+                       '--generator-iters', '2'])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.load(open(osp.join(out, 'summary.json')))
-    assert summary['mode'] == 'generator'
+    assert summary['synthesizer']['type'] == 'GeneratorSynthesizer'
     assert summary['bn_loss_first_step'] > 0 and 0 <= summary['fidelity']['bbox_mAP'] <= 1
     assert len(COCO(osp.join(out, 'targets.json')).getImgIds()) == 2
 

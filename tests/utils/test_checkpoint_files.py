@@ -1,19 +1,18 @@
-"""Checkpoints are written atomically (a failure or a kill while saving leaves the previous file
-loadable), damaged checkpoints are recognized, and --resume finds the newest one that loads."""
+"""Damaged checkpoints are recognized, every local checkpoint mmengine loads goes through the
+same checked loader (a Runner resume too), and --resume finds the newest checkpoint that
+loads."""
 import os
-import signal
-import subprocess
-import sys
 
 import mmengine.runner
-import mmengine.runner.runner
 import pytest
 import torch
+from mmengine.runner import CheckpointLoader
 
-import mmdfkd  # noqa: F401  (installs the atomic save)
+import mmdfkd  # noqa: F401  (registers the checked loader with mmengine)
 from mmdfkd.utils import checkpoint_files
-from mmdfkd.utils.checkpoint_files import (atomic_save_checkpoint, checkpoint_problem,
-                                           find_resumable_checkpoint)
+from mmdfkd.utils.checkpoint_files import (CheckpointFileError, checkpoint_problem,
+                                           find_resumable_checkpoint, load_from_checked_local)
+from toy_runner import toy_runner
 
 
 class _TouchFile:
@@ -32,54 +31,62 @@ def _good(path, value: float = 1.0) -> str:
     return str(path)
 
 
-def test_mmengine_saves_through_the_atomic_writer():
-    # The Runner, CheckpointHook and user code reach mmengine's function by these names.
-    assert mmengine.runner.runner.save_checkpoint is atomic_save_checkpoint
-    assert mmengine.runner.save_checkpoint is atomic_save_checkpoint
-    assert mmengine.runner.checkpoint.save_checkpoint is atomic_save_checkpoint
+def _damaged(path) -> str:
+    """A checkpoint whose tensor data is zeroed in place: its member fails the CRC check."""
+    data = bytearray(open(_good(path), 'rb').read())
+    offset = bytes(data).index(torch.full((64, ), 1.0).numpy().tobytes())
+    data[offset:offset + 16] = bytes(16)
+    open(path, 'wb').write(bytes(data))
+    return str(path)
 
 
-def test_failure_mid_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = _good(tmp_path / 'iter_2.pth', 2.0)
-    before = open(path, 'rb').read()
+def test_mmengine_loads_local_checkpoints_with_the_checked_loader(tmp_path):
+    assert CheckpointLoader._get_checkpoint_loader(str(tmp_path / 'a.pth')) \
+        is load_from_checked_local
+    # Other schemes keep mmengine's loaders.
+    assert CheckpointLoader._get_checkpoint_loader('https://host/a.pth').__name__ \
+        == 'load_from_http'
 
-    def save_half_then_fail(obj, f):
-        f.write(b'PK\x03\x04 partial bytes of a new checkpoint')
-        raise OSError(28, 'No space left on device')
-
-    monkeypatch.setattr(checkpoint_files.torch, 'save', save_half_then_fail)
-    with pytest.raises(OSError, match='No space left'):
-        mmengine.runner.save_checkpoint(dict(state_dict=dict(w=torch.zeros(64))), path)
-    monkeypatch.undo()
-
-    assert open(path, 'rb').read() == before
-    assert os.listdir(tmp_path) == ['iter_2.pth']  # no temporary file left behind
-    torch.testing.assert_close(torch.load(path, weights_only=True)['state_dict']['w'],
-                               torch.full((64, ), 2.0))
-
-    _good(path, 3.0)  # a save that succeeds replaces the file
-    assert torch.load(path, weights_only=True)['meta']['iter'] == 3
-    assert os.listdir(tmp_path) == ['iter_2.pth']
+    damaged = _damaged(tmp_path / 'damaged.pth')
+    with pytest.raises(CheckpointFileError, match='fails its CRC check'):
+        mmengine.runner.load_checkpoint(torch.nn.Linear(64, 1), damaged, map_location='cpu')
+    with pytest.raises(FileNotFoundError, match='missing.pth does not exist'):
+        mmengine.runner.load_checkpoint(torch.nn.Linear(64, 1), str(tmp_path / 'missing.pth'))
+    ckpt = load_from_checked_local(_good(tmp_path / 'good.pth', 5.0), map_location=None)
+    assert ckpt['meta']['iter'] == 5 and ckpt['state_dict']['w'].device.type == 'cpu'
 
 
-def test_kill_while_saving_leaves_the_previous_checkpoint(tmp_path):
-    path = _good(tmp_path / 'iter_4.pth', 4.0)
-    # A run killed (SIGKILL) half way through writing the new bytes of the same checkpoint.
-    script = (
-        'import os, signal, torch, mmengine.runner, mmdfkd\n'
-        'from mmdfkd.utils import checkpoint_files\n'
-        'def save_half_then_die(obj, f):\n'
-        '    f.write(b"PK partial"); f.flush()\n'
-        '    os.kill(os.getpid(), signal.SIGKILL)\n'
-        'checkpoint_files.torch.save = save_half_then_die\n'
-        f'mmengine.runner.save_checkpoint(dict(state_dict=dict(w=torch.zeros(64))), {path!r})\n')
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
-    assert os.path.isfile(path + '.tmp')  # the torn write went to the temporary file only
-    assert checkpoint_problem(path) is None
-    assert torch.load(path, weights_only=True)['meta']['iter'] == 4
-    assert find_resumable_checkpoint(str(tmp_path)) == (path, [])
+def test_runner_resume_goes_through_the_checked_loader(tmp_path, monkeypatch):
+    straight = toy_runner(str(tmp_path / 'straight'), 'checked_resume_straight', max_iters=3,
+                          checkpoint_hook=dict(interval=3))
+    straight.train()
+    work_dir = str(tmp_path / 'work')
+    toy_runner(work_dir, 'checked_resume_first', max_iters=2,
+               checkpoint_hook=dict(interval=2)).train()
+    checkpoint = f'{work_dir}/iter_2.pth'
+    # What makes a Runner checkpoint more than tensors: numpy data in HistoryBuffers.
+    saved = checkpoint_files.load_checkpoint_file(checkpoint)
+    assert type(saved['message_hub']['log_scalars']['train/loss']).__name__ == 'HistoryBuffer'
+
+    loaded = []
+    real = checkpoint_files.load_checkpoint_file
+
+    def spy(path, map_location='cpu'):
+        loaded.append(path)
+        return real(path, map_location)
+
+    monkeypatch.setattr(checkpoint_files, 'load_checkpoint_file', spy)
+    safe_globals = set(torch.serialization.get_safe_globals())
+    resumed = toy_runner(work_dir, 'checked_resume_second', max_iters=3,
+                         checkpoint_hook=dict(interval=3), resume_from=checkpoint)
+    resumed.train()
+    assert loaded == [checkpoint]
+    assert resumed.iter == 3
+    assert len(resumed.message_hub.get_scalar('train/loss').data[0]) == 3  # 2 restored + 1
+    # Optimizer state (SGD momentum) restored: the same weights as the uninterrupted run.
+    for got, expected in zip(resumed.model.parameters(), straight.model.parameters()):
+        torch.testing.assert_close(got, expected)
+    assert set(torch.serialization.get_safe_globals()) == safe_globals  # allowed for the load only
 
 
 def test_damaged_and_unsafe_checkpoints_are_named(tmp_path):
@@ -91,12 +98,8 @@ def test_damaged_and_unsafe_checkpoints_are_named(tmp_path):
     truncated.write_bytes(data[:len(data) // 2])
     assert 'not a complete PyTorch checkpoint' in checkpoint_problem(str(truncated))
 
-    flipped = bytearray(data)  # damaged inside a tensor: torch.load alone would not notice
-    offset = data.index(torch.full((64, ), 1.0).numpy().tobytes())
-    flipped[offset:offset + 16] = bytes(16)
-    damaged = tmp_path / 'damaged.pth'
-    damaged.write_bytes(bytes(flipped))
-    assert 'fails its CRC check' in checkpoint_problem(str(damaged))
+    # Damaged inside a tensor: torch.load alone would not notice.
+    assert 'fails its CRC check' in checkpoint_problem(_damaged(tmp_path / 'damaged.pth'))
 
     marker = tmp_path / 'pwned'
     torch.save(dict(state_dict={}, meta=_TouchFile(str(marker))), str(tmp_path / 'evil.pth'))

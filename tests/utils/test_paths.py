@@ -120,27 +120,29 @@ def test_load_teacher_checkpoint_message_has_url_and_key(tmp_path):
 
 # ------------------------------------------------ variables of base configs (a _base_ chain)
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
-KD_REAL = osp.join(DEMO, 'kd_deit_tiny_shapes_real.py')  # sets teacher_checkpoint
-DFKD = osp.join(DEMO, 'dfkd_deit_tiny_shapes.py')  # inherits it
+# Sets teacher_checkpoint; the demo's distillation configs inherit it.
+DISTILLER = osp.join(DEMO, '_base_', 'models', 'distiller_r18_deit_tiny.py')
+KD_REAL = osp.join(DEMO, 'kd_deit_tiny_shapes_real.py')
+DFKD = osp.join(DEMO, 'dfkd_deit_tiny_shapes.py')
 
 
 def test_missing_teacher_message_names_the_file_that_sets_the_variable(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo's relative checkpoint path does not exist here
     (message, ) = check_teacher_checkpoints(load_config(DFKD))
     assert '--cfg-options model.teachers.0.checkpoint=PATH' in message
-    assert f'`teacher_checkpoint` of the base config {KD_REAL}' in message
+    assert f'(or edit `teacher_checkpoint = ...` in the base config {DISTILLER}' in message
     assert 'in a config that inherits it changes nothing' in message
     assert 'dfkd_deit_tiny_shapes.py' not in message  # editing that file would not help
-    (message, ) = check_teacher_checkpoints(load_config(KD_REAL))
-    assert f'(or edit `teacher_checkpoint = ...` at the top of {KD_REAL})' in message
+    (message, ) = check_teacher_checkpoints(load_config(DISTILLER))
+    assert f'(or edit `teacher_checkpoint = ...` at the top of {DISTILLER})' in message
 
 
 def test_missing_data_message_names_the_file_that_sets_data_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config(osp.join(DEMO, 'retinanet_deit_tiny_shapes.py'))
     (message, ) = check_data_files(cfg, 'train_dataloader')
-    assert f'`data_root` of the base config {osp.join(DEMO, "retinanet_r18_shapes.py")}' \
-        in message
+    shapes = osp.join(DEMO, '_base_', 'datasets', 'shapes.py')
+    assert f'(or edit `data_root = ...` in the base config {shapes}' in message
     assert 'at the top of' not in message
 
 
@@ -163,7 +165,7 @@ def test_teacher_checkpoint_assigned_in_vain_is_an_error_whose_fix_works(tiny_sh
                    if line.startswith('`teacher_checkpoint')]
     assert message.startswith(f'`teacher_checkpoint = {mine!r}` (in {child}) does not reach '
                               'the teacher: model.teachers.0.checkpoint is still')
-    assert KD_REAL in message
+    assert DISTILLER in message
     assert f'--cfg-options model.teachers.0.checkpoint={mine}' in message
 
     # The line the message gives, added to the config, makes the variable count.

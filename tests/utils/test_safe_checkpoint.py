@@ -1,5 +1,6 @@
-"""mmengine checkpoints load under weights_only=True once mmdfkd is imported; pickled code does
-not, through any loader of the project (mmengine's, a pretrained backbone's; teachers and
+"""mmengine checkpoints load under weights_only=True through the checked loader (and mmengine's
+local loader, once mmdfkd is imported), with the allow-list for that load only; pickled code does
+not load, through any loader of the project (mmengine's, a pretrained backbone's; teachers and
 --resume are covered in tests/tools/test_train_bad_input.py)."""
 import os
 import pickle
@@ -10,8 +11,9 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint, save_checkpoint
 
-import mmdfkd  # noqa: F401  (installs the allow-list)
-from mmdfkd.utils import checkpoint_problem
+import mmdfkd  # noqa: F401  (registers the checked loader with mmengine)
+from mmdfkd.utils import (CheckpointFileError, checkpoint_problem, load_checkpoint_file,
+                          mmengine_checkpoint_globals)
 
 
 class _TouchFile:
@@ -60,9 +62,10 @@ def test_pickle_payload_is_refused_and_runs_nothing(tmp_path):
     path = tmp_path / 'evil.pth'
     torch.save(dict(state_dict={}, meta=_TouchFile(str(marker))), str(path))
 
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointFileError, match='evil.pth holds pickled objects that are not '
+                       'allowed to be loaded'):
         load_checkpoint(torch.nn.Linear(3, 2), str(path), map_location='cpu')
-    with pytest.raises(pickle.UnpicklingError):
+    with mmengine_checkpoint_globals(), pytest.raises(pickle.UnpicklingError):
         torch.load(str(path))
     assert not marker.exists()
 
@@ -70,7 +73,8 @@ def test_pickle_payload_is_refused_and_runs_nothing(tmp_path):
 def test_getattr_is_limited_to_history_buffer_statistics(tmp_path):
     path = tmp_path / 'getattr.pth'
     torch.save(dict(meta=_GetattrEscape()), str(path))
-    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer statistics'):
+    with mmengine_checkpoint_globals(), pytest.raises(pickle.UnpicklingError,
+                                                      match='HistoryBuffer statistics'):
         torch.load(str(path))
 
 
@@ -107,7 +111,7 @@ def test_empty_history_buffer_and_empty_array_load(tmp_path):
     save_checkpoint(dict(state_dict=model.state_dict(), meta=meta, message_hub=message_hub),
                     str(path))
 
-    ckpt = torch.load(str(path), weights_only=True)
+    ckpt = load_checkpoint_file(str(path))
     assert ckpt['meta']['empty_array'].shape == (0, 4)
     assert ckpt['meta']['empty_array'].dtype == np.float32
     buffer = ckpt['message_hub']['log_scalars']['train/loss']
@@ -118,7 +122,38 @@ def test_empty_history_buffer_and_empty_array_load(tmp_path):
 def test_bytes_is_limited_to_empty_bytes(tmp_path):
     path = tmp_path / 'huge.pth'
     torch.save(dict(meta=_HugeBytes()), str(path))
-    with pytest.raises(pickle.UnpicklingError):
+    with mmengine_checkpoint_globals(), pytest.raises(pickle.UnpicklingError):
         torch.load(str(path))
     assert 'not allowed to be loaded (Refusing bytes(1000000000000,)' in checkpoint_problem(
         str(path))
+
+
+def test_the_allow_list_holds_inside_the_scope_only(tmp_path):
+    path = tmp_path / 'iter_1.pth'
+    buffer = HistoryBuffer()
+    buffer.update(1.0)
+    save_checkpoint(dict(meta=dict(seed=np.int64(3)), message_hub=dict(loss=buffer)), str(path))
+    before = set(torch.serialization.get_safe_globals())
+    with pytest.raises(pickle.UnpicklingError):  # torch's own allow-list does not have them
+        torch.load(str(path), weights_only=True)
+    with mmengine_checkpoint_globals():
+        assert isinstance(torch.load(str(path), weights_only=True)['message_hub']['loss'],
+                          HistoryBuffer)
+    assert set(torch.serialization.get_safe_globals()) == before
+    assert load_checkpoint_file(str(path))['meta']['seed'] == 3
+    assert set(torch.serialization.get_safe_globals()) == before
+
+
+def test_entries_the_user_allowed_stay_allowed(tmp_path):
+    path = str(tmp_path / 'a.pth')
+    save_checkpoint(dict(meta=dict(a=np.zeros(2))), path)
+    before = torch.serialization.get_safe_globals()
+    assert np.ndarray not in before
+    # The user's own np.ndarray entry, which the scope needs too: leaving the scope keeps it.
+    torch.serialization.add_safe_globals([np.ndarray])
+    try:
+        load_checkpoint_file(path)
+        assert np.ndarray in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)

@@ -1,5 +1,5 @@
 """Hooks registered in ``mmdet.registry.HOOKS``."""
+from .image_synthesis_hook import ImageSynthesisHook
 from .random_state_hook import RandomStateHook
-from .synthetic_image_generator_hook import SyntheticImageGeneratorHook
 
-__all__ = ['RandomStateHook', 'SyntheticImageGeneratorHook']
+__all__ = ['ImageSynthesisHook', 'RandomStateHook']

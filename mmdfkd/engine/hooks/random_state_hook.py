@@ -41,7 +41,7 @@ class RandomStateHook(Hook):
     stream either.
 
     ``tools/train.py`` adds this hook to every config that does not list it. Random streams of
-    other hooks (e.g. :class:`SyntheticImageGeneratorHook`'s) are saved by those hooks.
+    other hooks (e.g. :class:`ImageSynthesisHook`'s) are saved by those hooks.
     Dataloader workers draw from their own generators, which mmengine seeds the same way in both
     runs and replays when it skips the batches trained before the checkpoint.
     """

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .recorder import resolve_submodule
+from ..utils.recorder import resolve_submodule
 
 
 def _counterpart(path: str, teacher_modules: Dict[str, nn.Module],

@@ -16,25 +16,26 @@ class ChannelWiseDistillLoss(nn.Module):
     for Dense Prediction", ICCV 2021).
 
     Each channel of each sample is turned into a distribution over its H*W positions by a
-    softmax at temperature ``tau``; the loss is KL(teacher || student) summed over positions,
-    averaged over the N*C channels and multiplied by ``tau**2`` (so gradients keep their scale
-    when ``tau`` changes) and ``loss_weight``. This matches mmrazor's ``ChannelWiseDivergence``.
+    softmax at temperature T; the loss is KL(teacher || student) summed over positions,
+    averaged over the N*C channels and multiplied by ``T**2`` (so gradients keep their scale
+    when T changes) and ``loss_weight``. This matches mmrazor's ``ChannelWiseDivergence``.
 
     Args:
-        tau (float): Softmax temperature, > 0. Defaults to 1.0.
+        temperature (float): Softmax temperature T, > 0. Defaults to 1.0.
         loss_weight (float): Multiplier of the loss, >= 0. Defaults to 1.0.
 
     Raises:
-        ValueError: If ``tau <= 0`` or ``loss_weight < 0``.
+        ValueError: If ``temperature <= 0`` or ``loss_weight < 0``.
     """
 
     input_kind: str = 'feature'
 
-    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f'ChannelWiseDistillLoss needs a positive temperature tau, got {tau}')
-        self.tau = tau
+        if temperature <= 0:
+            raise ValueError(
+                f'ChannelWiseDistillLoss needs a positive temperature, got {temperature}')
+        self.temperature = temperature
         self.loss_weight = check_loss_weight('ChannelWiseDistillLoss', loss_weight)
 
     def forward(self, student: Tensor, teacher: Tensor,
@@ -60,7 +61,7 @@ class ChannelWiseDistillLoss(nn.Module):
                 'for a foreground-weighted feature loss')
         check_same_shape(type(self).__name__, student, teacher, '(N, C, H, W)')
         n, c = student.shape[:2]
-        log_p_student = F.log_softmax(student.flatten(2) / self.tau, dim=2)
-        log_p_teacher = F.log_softmax(teacher.detach().flatten(2) / self.tau, dim=2)
+        log_p_student = F.log_softmax(student.flatten(2) / self.temperature, dim=2)
+        log_p_teacher = F.log_softmax(teacher.detach().flatten(2) / self.temperature, dim=2)
         kl = F.kl_div(log_p_student, log_p_teacher, reduction='sum', log_target=True)
-        return kl / (n * c) * self.tau**2 * self.loss_weight
+        return kl / (n * c) * self.temperature**2 * self.loss_weight

@@ -7,7 +7,6 @@ from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import nn
-from torch.nn.modules.module import register_module_module_registration_hook
 
 __all__ = ['SimpleFeaturePyramid']
 
@@ -31,9 +30,8 @@ class SimpleFeaturePyramid(BaseModule):
     and P7) or by max pooling with kernel 1 and stride 2 (as ViTDet's and Faster R-CNN's P6).
 
     The default norm is GroupNorm, which does not depend on the batch size (synthetic batches are
-    small). When a detector registers this neck next to a backbone that exposes an int
-    ``out_channels`` (e.g. :class:`TimmViT`), a different ``in_channels`` is an error at build
-    time.
+    small). A backbone map whose channel count differs from ``in_channels`` is an error at the
+    first forward pass.
 
     Args:
         in_channels (int): Channels C of the backbone map.
@@ -119,11 +117,21 @@ class SimpleFeaturePyramid(BaseModule):
             tuple[torch.Tensor]: ``num_outs`` maps of shape (B, out_channels, H_i, W_i), in
             increasing stride: H_i = H * scale_factors[i] (rounded up), then halved (rounded up)
             for each extra level.
+
+        Raises:
+            ValueError: If ``inputs`` holds more than one map, or its channel count is not
+                ``in_channels``.
         """
         if len(inputs) != 1:
             raise ValueError(f'SimpleFeaturePyramid takes one backbone map, got {len(inputs)}; '
                              f'set the backbone out_indices to a single block')
         x = inputs[0]
+        if x.shape[1] != self.in_channels:
+            channels = x.shape[1]
+            raise ValueError(
+                f'SimpleFeaturePyramid in_channels={self.in_channels} does not match the '
+                f'{channels} channels of the backbone map; set the neck\'s '
+                f'in_channels={channels}, the backbone\'s embed dim')
         outs: List[torch.Tensor] = [stage(x) for stage in self.stages]
         for i in range(self.num_outs - len(self.stages)):
             outs.append(self.extra_convs[i](outs[-1]) if self.add_extra_convs
@@ -137,23 +145,3 @@ def _check_groups(norm_cfg: dict, channels: int) -> None:
     if norm_cfg['type'] == 'GN' and channels % groups:
         raise ValueError(f'GroupNorm with num_groups={groups} cannot normalise {channels} '
                          f'channels of SimpleFeaturePyramid; pick num_groups dividing {channels}')
-
-
-def _check_in_channels(parent: nn.Module, name: str, module: nn.Module) -> None:
-    """Module-registration hook: check a neck's in_channels against its sibling backbone.
-
-    mmdet detectors build the backbone, then the neck, and set both as attributes; this runs
-    when the neck is set, so a mismatch fails at build time rather than in the first forward.
-    """
-    if not isinstance(module, SimpleFeaturePyramid):
-        return
-    backbone = parent._modules.get('backbone')
-    channels = getattr(backbone, 'out_channels', None)
-    if isinstance(channels, int) and channels != module.in_channels:
-        raise ValueError(
-            f'{name}: SimpleFeaturePyramid in_channels={module.in_channels} does not match the '
-            f'{channels} channels of the backbone {type(backbone).__name__}; set '
-            f'in_channels={channels}')
-
-
-register_module_module_registration_hook(_check_in_channels)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 def augment_with_boxes(images: Tensor,
                        boxes: List[Tensor],
-                       generator: torch.Generator,
+                       rng: torch.Generator,
                        jitter: int = 0,
                        flip: bool = False,
                        brightness: float = 0.,
@@ -29,7 +29,7 @@ def augment_with_boxes(images: Tensor,
     Args:
         images: (N, C, H, W) images in [0, 1].
         boxes: Per image, (K_i, 4) boxes (x1, y1, x2, y2) in pixels.
-        generator: Random source (on the CPU), so each rank and step can be seeded.
+        rng: Random source (on the CPU), so each rank and step can be seeded.
         jitter: Largest roll in pixels. Defaults to 0 (no roll).
         flip: Whether to flip half of the images. Defaults to False.
         brightness: Std of the additive brightness change. Defaults to 0.
@@ -46,7 +46,7 @@ def augment_with_boxes(images: Tensor,
         image, box = images[i], boxes[i].float()
         keep = torch.arange(len(box), device=box.device)
         if jitter > 0:
-            dy, dx = (torch.randint(-jitter, jitter + 1, (2, ), generator=generator)).tolist()
+            dy, dx = (torch.randint(-jitter, jitter + 1, (2, ), generator=rng)).tolist()
             image = torch.roll(image, shifts=(dy, dx), dims=(1, 2))
             moved = box + box.new_tensor([dx, dy, dx, dy])
             clipped = torch.stack([moved[:, 0].clamp(0, width), moved[:, 1].clamp(0, height),
@@ -56,13 +56,13 @@ def augment_with_boxes(images: Tensor,
             kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
             visible = kept_area >= min_visible * area
             box, keep = clipped[visible], keep[visible]
-        if flip and torch.rand((), generator=generator) < 0.5:
+        if flip and torch.rand((), generator=rng) < 0.5:
             image = image.flip(-1)
             box = torch.stack([width - box[:, 2], box[:, 1], width - box[:, 0], box[:, 3]],
                               dim=1)
         if contrast > 0 or brightness > 0:
-            c = torch.randn((), generator=generator).item() * contrast
-            b = torch.randn((), generator=generator).item() * brightness
+            c = torch.randn((), generator=rng).item() * contrast
+            b = torch.randn((), generator=rng).item() * brightness
             mean = image.mean()
             image = (image - mean) * (1 + c) + mean + b
         out_images.append(image)

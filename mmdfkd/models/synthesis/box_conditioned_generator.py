@@ -178,14 +178,14 @@ class BoxConditionedGenerator(nn.Module):
             x = block(torch.cat([x, self.rasterize(boxes, labels, (h, w))], dim=1))
         return torch.sigmoid(self.to_rgb(x))
 
-    def sample_noise(self, num: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    def sample_noise(self, num: int, rng: Optional[torch.Generator] = None) -> Tensor:
         """Draws standard normal noise on the module's device.
 
         Args:
             num: Number of noise vectors.
-            generator: Optional random generator, for reproducible samples. The noise is drawn
-                on the generator's device and then moved, so a CPU generator gives the same
-                values whatever device the module is on. Defaults to None (global RNG).
+            rng: Optional random source, for reproducible samples. The noise is drawn on its
+                device and then moved, so a CPU ``torch.Generator`` gives the same values
+                whatever device the module is on. Defaults to None (global random state).
 
         Returns:
             Tensor of shape (num, noise_dim).
@@ -195,6 +195,6 @@ class BoxConditionedGenerator(nn.Module):
         """
         _check_positive_int('num', num)
         device = self.project.weight.device
-        draw_on = generator.device if generator is not None else device
-        noise = torch.randn(num, self.noise_dim, generator=generator, device=draw_on)
+        draw_on = rng.device if rng is not None else device
+        noise = torch.randn(num, self.noise_dim, generator=rng, device=draw_on)
         return noise.to(device)

@@ -154,7 +154,7 @@ def test_teacher_gets_its_own_normalization(teacher_ckpt):
 
 def test_feature_term_matches_levels_by_stride_and_builds_adapters(teacher_ckpt):
     model = _distiller(teacher_ckpt, losses=[
-        dict(type='ChannelWiseDistillLoss', student='neck', teacher='neck', tau=1.0)])
+        dict(type='ChannelWiseDistillLoss', student='neck', teacher='neck', temperature=1.0)])
     term = model.terms[0]
     assert [s for *_, s in term.level_pairs[0]] == [8, 16, 32]  # the teacher's FPN levels
     assert len(term.adapters) == 3
@@ -219,13 +219,15 @@ def test_negative_weights_are_build_errors(teacher_ckpt):
 
 
 @pytest.mark.parametrize('losses,expected', [
-    ([dict(type='PKDLoss', student='neck', teacher='neck', loss_weight=2.0)], ['loss_PKDLoss_neck']),
+    ([dict(type='PKDLoss', student='neck', teacher='neck', loss_weight=2.0)],
+     ['loss_PKDLoss_neck']),
     ([dict(type='FeatureMSELoss', student='neck', teacher='neck',
            fg_mask=dict(score_thr=0.0, bg_weight=0.2))], ['loss_FeatureMSELoss_neck']),
     ([dict(type='ClassificationKDLoss', student='bbox_head', teacher='bbox_head'),
       dict(type='BoxRegressionKDLoss', student='bbox_head', teacher='bbox_head')],
      ['loss_ClassificationKDLoss_bbox_head', 'loss_BoxRegressionKDLoss_bbox_head']),
-    ([dict(type='PseudoBoxLoss', score_thr=0.0)], ['PseudoBoxLoss_loss_cls']),
+    ([dict(type='PseudoBoxLoss', score_thr=0.0)],
+     ['loss_PseudoBoxLoss_cls', 'loss_PseudoBoxLoss_bbox']),
 ])
 def test_train_step_of_each_loss_kind(teacher_ckpt, losses, expected):
     model = _distiller(teacher_ckpt, losses=losses, gt_loss_weight=0.0)
@@ -261,9 +263,9 @@ def test_ground_truth_loss_and_shared_backbone_pass(teacher_ckpt):
     model.student.backbone.register_forward_hook(lambda *a: calls.append(1))
     inputs, samples = _batch()
     out = model.loss(inputs, samples)
-    assert 'loss_cls' in out and 'PseudoBoxLoss_loss_cls' in out
+    assert 'loss_cls' in out and 'loss_PseudoBoxLoss_cls' in out
     assert calls == [1]  # ground-truth loss and pseudo-box loss share one backbone pass
-    assert not hasattr(model.student.__dict__, 'extract_feat')
+    assert 'extract_feat' not in vars(model.student)  # the class method is back
 
 
 def test_predict_uses_student_or_teacher(teacher_ckpt):
@@ -294,28 +296,82 @@ def test_teacher_from_an_mmdet_package_config(tmp_path):
                                teacher.backbone.conv1.weight)
 
 
-def test_bernoulli_kl_hand_computed():
-    from mmdfkd.models.distillers.detection_distiller import _bernoulli_kl
-    p, q = torch.tensor(0.5), torch.tensor(0.25)
-    expected = 0.5 * torch.log(torch.tensor(2.)) + 0.5 * torch.log(torch.tensor(0.5 / 0.75))
-    torch.testing.assert_close(_bernoulli_kl(p, q), expected)
+def test_terms_with_the_same_name_are_a_build_error(teacher_ckpt):
+    with pytest.raises(ValueError) as info:
+        _distiller(teacher_ckpt, losses=[
+            dict(type='PKDLoss', student='neck', teacher='neck', levels=[0]),
+            dict(type='PKDLoss', student='neck', teacher='neck', levels=[1, 2])])
+    message = str(info.value)
+    assert "model.distill_losses[0] and [1] are both named 'PKDLoss_neck'" in message
+    assert "Set `name='...'` on each of them" in message
+    model = _distiller(teacher_ckpt, losses=[
+        dict(type='PKDLoss', student='neck', teacher='neck', levels=[0], name='pkd_p3'),
+        dict(type='PKDLoss', student='neck', teacher='neck', levels=[1, 2], name='pkd_p4')])
+    out = model.loss(*_batch())
+    assert {'loss_pkd_p3', 'loss_pkd_p4'} <= set(out)
+    assert out['loss_pkd_p3'].item() != out['loss_pkd_p4'].item()
 
 
-def test_score_disagreement_is_zero_for_a_copy_of_the_teacher(teacher_ckpt):
-    cfg = dict(type='DetectionDistiller', student=teacher_model_cfg(),
-               teachers=dict(config=teacher_model_cfg(), checkpoint=teacher_ckpt))
-    model = MODELS.build(cfg).eval()
-    images = (torch.rand(2, 3, 128, 128) * 255).requires_grad_(True)
-    different = model.score_disagreement(images)
-    different.backward()
-    assert images.grad is not None and images.grad.abs().sum() > 0
+def test_keys_a_term_does_not_read_are_build_errors(teacher_ckpt):
+    with pytest.raises(ValueError, match=r"model.distill_losses\[0\] \(ClassificationKDLoss\): "
+                       r"`levels` does not apply to a 'dense_cls' term"):
+        _distiller(teacher_ckpt, losses=[dict(type='ClassificationKDLoss', student='bbox_head',
+                                              teacher='bbox_head', levels=[0])])
+    with pytest.raises(ValueError, match="`student` does not apply to a 'detections' term"):
+        _distiller(teacher_ckpt, losses=[dict(type='PseudoBoxLoss', student='neck')])
+
+
+def test_log_keys_follow_one_pattern(teacher_ckpt):
+    model = _distiller(teacher_ckpt, gt_loss_weight=0.5, losses=[
+        dict(type='PKDLoss', student='neck', teacher='neck', name='pkd'),
+        dict(type='PseudoBoxLoss', score_thr=0.0, name='pseudo_box', loss_weight=2.0)])
+    out = model.loss(*_batch())
+    assert sorted(out) == ['loss_bbox', 'loss_cls', 'loss_pkd', 'loss_pseudo_box_bbox',
+                           'loss_pseudo_box_cls']
+    # The term's part is the student's own head loss on the pseudo targets, times its weight.
+    from mmdfkd.models.distillers.terms import TermBatch, term_part_key
+    term = model.terms[1]
+    inputs, samples = _batch()
+    batch = TermBatch(inputs=inputs, data_samples=samples, student=model.student,
+                      teachers=model.teachers, teacher_weights=model.teacher_weights,
+                      teacher_outputs=[model._run_teacher(0, inputs, samples)])
     with torch.no_grad():
-        model.student.load_state_dict(model.teachers[0].state_dict())
-        same = model.score_disagreement(images)
-    assert same.item() < 1e-6 < different.item() <= 1.0
+        head_losses = model.student.loss(inputs, term.pseudo_samples(batch))
+        parts = term.compute(batch)
+    torch.testing.assert_close(sum(parts['loss_pseudo_box_cls']),
+                               2.0 * sum(head_losses['loss_cls']))
+    assert term_part_key('pseudo_box', 'acc') == 'pseudo_box_acc'  # logged only: no 'loss'
+    assert term_part_key('pseudo_box', 'loss_rpn_cls') == 'loss_pseudo_box_rpn_cls'
 
 
-def test_score_disagreement_needs_heads_that_share_locations(teacher_ckpt):
-    model = _distiller(teacher_ckpt, student='fcos')
-    with pytest.raises(ValueError, match='Set adi_weight=0 for this pair'):
-        model.score_disagreement(torch.rand(1, 3, 128, 128) * 255)
+def test_a_key_given_twice_is_refused_not_overwritten(teacher_ckpt):
+    model = _distiller(teacher_ckpt, losses=[
+        dict(type='PKDLoss', student='neck', teacher='neck', name='x_cls'),
+        dict(type='PseudoBoxLoss', score_thr=0.0, name='x')])
+    with pytest.raises(RuntimeError, match=r"\['loss_x_cls'\] are given twice"):
+        model.loss(*_batch())
+
+
+def test_teachers_stay_out_of_the_state_dict_under_a_parent_and_with_keep_vars(teacher_ckpt):
+    model = _distiller(teacher_ckpt, losses=[dict(type='PKDLoss', student='neck',
+                                                   teacher='neck')])
+    parent = torch.nn.ModuleDict(dict(distiller=model))
+    state = parent.state_dict(keep_vars=True)
+    assert not any('teachers.' in key for key in state)
+    assert isinstance(state['distiller.student.backbone.conv1.weight'], torch.nn.Parameter)
+    assert 'distiller.terms.0.adapters.0_0.weight' in state
+    fresh = torch.nn.ModuleDict(dict(distiller=_distiller(teacher_ckpt, losses=[
+        dict(type='PKDLoss', student='neck', teacher='neck')])))
+    fresh.load_state_dict(parent.state_dict(), strict=True)  # teachers absent, still strict
+    with pytest.raises(RuntimeError, match='student.backbone.conv1.weight'):
+        state = parent.state_dict()
+        del state['distiller.student.backbone.conv1.weight']
+        fresh.load_state_dict(state, strict=True)
+
+
+def test_ddp_ignores_exactly_the_teachers(teacher_ckpt):
+    model = _distiller(teacher_ckpt)
+    ignored = set(model._ddp_params_and_buffers_to_ignore)
+    teacher_names = {f'teachers.{name}' for name, _ in model.teachers.named_parameters()}
+    teacher_names |= {f'teachers.{name}' for name, _ in model.teachers.named_buffers()}
+    assert ignored == teacher_names and any(k.endswith('running_mean') for k in ignored)

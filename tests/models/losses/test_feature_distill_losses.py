@@ -14,7 +14,7 @@ register_all_modules()
 FEATURE_LOSSES = [
     pytest.param('FeatureMSELoss', {}, id='mse'),
     pytest.param('FeatureMSELoss', dict(normalize=True), id='mse-normalize'),
-    pytest.param('ChannelWiseDistillLoss', dict(tau=2.0), id='cwd'),
+    pytest.param('ChannelWiseDistillLoss', dict(temperature=2.0), id='cwd'),
     pytest.param('PKDLoss', {}, id='pkd'),
 ]
 LOSS_CLASSES = {'FeatureMSELoss': FeatureMSELoss, 'ChannelWiseDistillLoss': ChannelWiseDistillLoss,
@@ -148,20 +148,20 @@ def test_cwd_hand_computed_and_averaged_over_channels():
     assert ChannelWiseDistillLoss()(student, teacher).item() == pytest.approx(kl / 2)
 
 
-def test_cwd_temperature_divides_logits_and_multiplies_by_tau_squared():
-    # With tau = 2 the teacher [0, 2 ln 3] has the same softmax as [0, ln 3] at tau = 1.
+def test_cwd_temperature_divides_logits_and_multiplies_by_its_square():
+    # With T = 2 the teacher [0, 2 ln 3] has the same softmax as [0, ln 3] at T = 1.
     student = torch.zeros(1, 1, 1, 2)
     teacher = maps([[0., 2 * math.log(3)]], shape=(1, 1, 1, 2))
     kl = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
-    assert ChannelWiseDistillLoss(tau=2.0)(student, teacher).item() == pytest.approx(4 * kl)
+    assert ChannelWiseDistillLoss(temperature=2.0)(student, teacher).item() == pytest.approx(4 * kl)
 
 
 def test_cwd_rejects_a_weight_map_and_a_bad_temperature():
     x = torch.randn(1, 2, 3, 3)
     with pytest.raises(ValueError, match="teacher's own spatial softmax"):
         ChannelWiseDistillLoss()(x, x, torch.ones(1, 1, 3, 3))
-    with pytest.raises(ValueError, match='positive temperature tau, got 0'):
-        ChannelWiseDistillLoss(tau=0)
+    with pytest.raises(ValueError, match='positive temperature, got 0'):
+        ChannelWiseDistillLoss(temperature=0)
 
 
 # ---------------------------------------------------------------------------------------- PKDLoss

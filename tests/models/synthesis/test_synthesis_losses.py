@@ -83,8 +83,8 @@ def test_roll_moves_boxes_with_the_content():
     image = torch.zeros(1, 1, 32, 32)
     image[0, 0, 10:14, 4:12] = 1.  # object at x 4-12, y 10-14
     boxes = [torch.tensor([[4., 10., 12., 14.]])]
-    generator = torch.Generator().manual_seed(3)
-    out, moved, keep = augment_with_boxes(image, boxes, generator, jitter=6)
+    rng = torch.Generator().manual_seed(3)
+    out, moved, keep = augment_with_boxes(image, boxes, rng, jitter=6)
     ys, xs = torch.nonzero(out[0, 0] > 0.5, as_tuple=True)
     content_box = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
     torch.testing.assert_close(moved[0][0], content_box)
@@ -108,8 +108,8 @@ def test_roll_drops_boxes_pushed_mostly_over_the_edge():
     boxes = [torch.tensor([[0., 0., 4., 4.], [8., 8., 12., 12.]])]
     # Find a seed whose roll moves the first box mostly out of the image.
     for seed in range(200):
-        generator = torch.Generator().manual_seed(seed)
-        dy, dx = torch.randint(-6, 7, (2, ), generator=generator).tolist()
+        rng = torch.Generator().manual_seed(seed)
+        dy, dx = torch.randint(-6, 7, (2, ), generator=rng).tolist()
         if dx <= -3 and dy >= 0:
             break
     _, moved, keep = augment_with_boxes(image, boxes, torch.Generator().manual_seed(seed),

@@ -1,4 +1,5 @@
-"""Tests of the shapes demo dataset generator and its command-line tool."""
+"""The shapes demo dataset generator (tools/demo/shapes_coco.py) and its command-line tool
+(tools/make_demo_data.py)."""
 import json
 import subprocess
 import sys
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from mmdfkd.datasets import shapes_coco
-from mmdfkd.datasets.shapes_coco import (SHAPES_CLASSES, make_shapes_coco,
-                                         pick_contrasting_colour, visible_fractions)
+from demo import shapes_coco
+from demo.shapes_coco import (SHAPES_CLASSES, make_shapes_coco, pick_contrasting_colour,
+                              visible_fractions)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Small images keep the tests fast; 128 px is the smallest side where the default scale range

@@ -15,6 +15,8 @@ from mmengine.runner import Runner
 from mmdfkd.utils.checkpoint_fit import checkpoint_fit_problem
 from mmdfkd.utils.config import prepare_config, scale_iter_schedule
 
+# This file is tools/demo/experiment.py of a repository checkout: the demo and the benchmarks
+# run the configs and tools of that checkout.
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -150,7 +152,7 @@ def synthesize_bank(config: str, out: str, num: int, teacher_checkpoint: str, se
     (``tools/generate_synthetic.py --store-outputs``) in a subprocess.
 
     Args:
-        config: A data-free config (its ``SyntheticImageGeneratorHook`` settings are used).
+        config: A data-free config (its ``ImageSynthesisHook`` synthesizer is used).
         out: Bank directory; must not exist.
         num: Number of images.
         teacher_checkpoint: Checkpoint of the config's teacher.

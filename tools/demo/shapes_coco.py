@@ -1,4 +1,4 @@
-"""Deterministic generator of a small COCO-format detection dataset of shapes.
+"""A small COCO-format detection dataset of shapes, made deterministically from a seed.
 
 The demo dataset lets the whole pipeline (teacher training, data-free distillation, evaluation)
 run on a CPU without downloading anything. Each image is a textured background (a random mixture
@@ -30,7 +30,7 @@ Annotation conventions:
   least one annotation.
 * ``area`` is the number of visible pixels of the object, as COCO's segmentation area would be.
 
-Every image is drawn from its own random generator seeded by ``(seed, split, index)``: the same
+Every image is drawn from its own random stream seeded by ``(seed, split, index)``: the same
 seed gives byte-identical annotation files and identical pixels, and a smaller dataset is a
 prefix of a larger one with the same seed.
 """
@@ -49,7 +49,7 @@ SHAPES_CLASSES = ('rectangle', 'ellipse', 'triangle', 'cross', 'star', 'ring')
 """Class names in category-id order (category id = index + 1)."""
 
 # Bump whenever a change alters the generated images or annotations, so that an existing dataset
-# written by an older generator is reported as a parameter mismatch instead of silently reused.
+# written by an older version is reported as a parameter mismatch instead of silently reused.
 FORMAT_VERSION = 1
 
 _SPLIT_CODES = {'train': 0, 'val': 1}

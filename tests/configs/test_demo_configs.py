@@ -1,0 +1,109 @@
+"""The demo configs (configs/demo/): leaves composed of _base_ pieces, synthesis hooks only where
+images are synthesized during training, atomic checkpoints, students keeping two, and the
+data-free variants differing only in where their images come from."""
+import ast
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from conftest import REPO_ROOT, TEACHER_CONFIG
+from demo.shapes_coco import SHAPES_CLASSES
+from mmdfkd.models.distillers.teacher_loader import resolve_teacher_config
+from mmdfkd.utils import load_config
+
+DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
+LEAVES = sorted(glob.glob(osp.join(DEMO, '*.py')))
+ALL_CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True))
+SHIPPED = [p for p in ALL_CONFIGS if f'{osp.sep}_base_{osp.sep}' not in p]
+DFKD = osp.join(DEMO, 'dfkd_deit_tiny_shapes.py')
+
+
+def _name(path: str) -> str:
+    return osp.relpath(path, REPO_ROOT)
+
+
+def _bases(path: str) -> list:
+    """The files ``path`` names in ``_base_``, as absolute paths (``mmdet::`` ones as given)."""
+    return [base if '::' in base else osp.normpath(osp.join(osp.dirname(path), base))
+            for base in Config._get_base_files(path)]
+
+
+@pytest.mark.parametrize('path', LEAVES, ids=_name)
+def test_demo_leaves_compose_base_pieces(path):
+    bases = _bases(path)
+    assert bases, f'{_name(path)} has no _base_'
+    for base in bases:  # a piece of configs/demo/_base_/, never another leaf
+        assert base.startswith(osp.join(DEMO, '_base_') + osp.sep), (path, base)
+        # A piece builds on mmdet's configs or on other pieces only.
+        for inner in _bases(base):
+            assert '::' in inner or inner.startswith(osp.join(DEMO, '_base_')), (base, inner)
+
+
+def test_no_config_empties_custom_hooks():
+    """`custom_hooks = []` would also drop the hooks a user's config adds."""
+    for path in ALL_CONFIGS:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == 'custom_hooks' for t in node.targets):
+                assert not (isinstance(node.value, ast.List) and not node.value.elts), path
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=_name)
+def test_synthesis_hook_only_where_images_are_synthesized_during_training(path):
+    cfg = Config.fromfile(path)
+    hooks = [h for h in cfg.get('custom_hooks', []) if h.type == 'ImageSynthesisHook']
+    synthesizes = cfg.train_dataloader.dataset.type == 'SyntheticDetDataset'
+    assert len(hooks) == (1 if synthesizes else 0)
+    for hook in hooks:  # "generator" names only the network of a GeneratorSynthesizer
+        assert not [key for key in hook if 'generator' in key]
+        assert not [key for key in hook.synthesizer if 'generator' in key]
+        # Inversion draws a batch's targets when it starts images for it; the generator
+        # trains on every batch's targets.
+        inversion = hook.synthesizer.type == 'InversionSynthesizer'
+        assert cfg.train_dataloader.dataset.get('draw_targets', True) is not inversion
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=_name)
+def test_checkpoints_are_atomic_and_students_keep_two(path):
+    checkpoint = Config.fromfile(path).default_hooks.checkpoint
+    assert checkpoint.backend_args == dict(backend='atomic_local')
+    keep = checkpoint.get('max_keep_ckpts', -1)
+    if path == TEACHER_CONFIG:
+        assert keep == 1
+    else:  # -1 keeps every checkpoint
+        assert keep == -1 or keep >= 2, f'{_name(path)} keeps {keep} checkpoint(s)'
+
+
+def test_the_teachers_one_checkpoint_is_not_inherited():
+    """The teacher keeps one checkpoint; no other config may inherit that setting."""
+    teacher_schedule = osp.join(DEMO, '_base_', 'schedules', 'teacher_1500it.py')
+    assert teacher_schedule in _bases(TEACHER_CONFIG)
+    for path in ALL_CONFIGS:
+        if path != TEACHER_CONFIG:
+            assert TEACHER_CONFIG not in _bases(path) and teacher_schedule not in _bases(path)
+
+
+def test_the_distillers_teacher_is_the_demo_teacher():
+    teacher = load_config(DFKD).model.teachers[0]
+    assert resolve_teacher_config(teacher.config) == load_config(TEACHER_CONFIG).model
+    assert load_config(TEACHER_CONFIG).model.bbox_head.num_classes == len(SHAPES_CLASSES)
+
+
+@pytest.mark.parametrize('variant', ['dfkd_generator_deit_tiny_shapes.py',
+                                     'dfkd_images_deit_tiny_shapes.py',
+                                     'dfkd_bank_deit_tiny_shapes.py'])
+def test_data_free_variants_differ_only_in_where_the_images_come_from(variant):
+    """Same distiller, terms, schedule and evaluation as the online inversion config; only
+    the train data and the synthesis hook differ (and the bank size, a setting of the
+    synthesis)."""
+    where = ('train_dataloader', 'train_pipeline', 'bank_root', 'custom_hooks',
+             'num_synthetic')
+
+    def recipe(path):
+        return {k: v for k, v in Config.fromfile(path).to_dict().items() if k not in where}
+
+    assert recipe(osp.join(DEMO, variant)) == recipe(DFKD)
