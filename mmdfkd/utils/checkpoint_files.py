@@ -82,11 +82,7 @@ def load_checkpoint_file(path: str, map_location: MapLocation = 'cpu') -> Any:
         CheckpointFileError: If the file does not exist, is a directory, is truncated or
             damaged, is not a PyTorch checkpoint, or holds pickled objects that are refused.
     """
-    legacy = _is_legacy_format(path)
-    if legacy:
-        _check_legacy_pickles(path)
-    else:
-        _check_zip_archive(path)
+    legacy = check_checkpoint_file(path)
     try:
         with mmengine_checkpoint_globals():
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -98,6 +94,31 @@ def load_checkpoint_file(path: str, map_location: MapLocation = 'cpu') -> Any:
             raise CheckpointFileError(f'{path} is not a complete PyTorch checkpoint (legacy '
                                       f'format; {detail}): {_TRUNCATED}') from exc
         raise CheckpointFileError(f'{path} could not be loaded ({detail})') from exc
+
+
+def check_checkpoint_file(path: str) -> bool:
+    """Checks that a file is a complete, undamaged ``torch.save`` file, without loading it.
+
+    The checks of :func:`load_checkpoint_file` before it unpickles anything: for a zip archive,
+    completeness and every member's CRC; for the legacy format, that every pickle is complete.
+    For a loader of another library (timm's) that loads the file itself.
+
+    Args:
+        path: The checkpoint file.
+
+    Returns:
+        Whether the file is in torch's legacy format.
+
+    Raises:
+        CheckpointFileError: If the file does not exist, is a directory, is truncated or
+            damaged, or is not a PyTorch checkpoint.
+    """
+    legacy = _is_legacy_format(path)
+    if legacy:
+        _check_legacy_pickles(path)
+    else:
+        _check_zip_archive(path)
+    return legacy
 
 
 def load_from_checked_local(filename: str, map_location: MapLocation = None) -> Any:

@@ -250,3 +250,14 @@ def test_pretrained_errors(tmp_path):
     with pytest.raises(RuntimeError, match='pickled_object.pth holds pickled objects that are '
                        'not allowed to be loaded'):  # untrusted pickles
         TimmViT(init_cfg=dict(type='Pretrained', checkpoint=str(unsafe))).init_weights()
+
+
+def test_pretrained_pth_damaged_inside_a_tensor_is_refused(deit_checkpoint, tmp_path):
+    root, state_dict = deit_checkpoint
+    data = bytearray((root / 'deit_tiny_288.pth').read_bytes())
+    offset = bytes(data).index(state_dict['blocks.5.mlp.fc1.weight'].numpy().tobytes()[:64])
+    data[offset:offset + 16] = bytes(16)  # timm's torch.load alone would load it silently
+    damaged = tmp_path / 'damaged.pth'
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match='damaged.pth.*fails its CRC check'):
+        TimmViT(init_cfg=dict(type='Pretrained', checkpoint=str(damaged))).init_weights()

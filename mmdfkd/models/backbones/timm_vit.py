@@ -12,7 +12,8 @@ from mmengine.model import BaseModule
 from timm.models import load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from mmdfkd.utils.checkpoint_files import checkpoint_problem
+from mmdfkd.utils.checkpoint_files import (CheckpointFileError, check_checkpoint_file,
+                                           checkpoint_problem)
 
 from .shifted_patch_embed import ShiftedPatchEmbed
 from .windowed_attention import WindowedAttention
@@ -182,7 +183,17 @@ class TimmViT(BaseModule):
                 f'TimmViT pretrained checkpoint {path!r} (init_cfg.checkpoint) does not exist; '
                 f'weights are never downloaded: give the path of a local .pth or .safetensors '
                 f'timm/DeiT checkpoint, or set init_cfg=None')
-        # weights_only=True: checkpoints are untrusted.
+        # timm loads the file (its key choice and prefix cleaning), with weights_only=True:
+        # checkpoints are untrusted. A .pth is first checked as every checkpoint the project
+        # reads is (complete, CRCs); a .safetensors file holds no pickle.
+        if not path.endswith('.safetensors'):
+            try:
+                check_checkpoint_file(path)
+            except CheckpointFileError as exc:
+                raise RuntimeError(
+                    f'TimmViT pretrained checkpoint (init_cfg.checkpoint): {exc}. Give a '
+                    'complete timm/DeiT checkpoint from a trusted source, or set '
+                    'init_cfg=None.') from exc
         try:
             state_dict = load_state_dict(path, weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
