@@ -2,7 +2,9 @@
 import copy
 
 import torch
+from mmdet.structures import DetDataSample
 from mmengine.runner import save_checkpoint
+from mmengine.structures import InstanceData
 
 from conftest import TEACHER_CONFIG
 from mmdfkd.utils import load_config
@@ -42,3 +44,16 @@ def save_teacher_checkpoint(path: str, seed: int = 0) -> str:
     teacher = MODELS.build(copy.deepcopy(teacher_model_cfg()))
     save_checkpoint(dict(state_dict=teacher.state_dict(), meta=dict(seed=seed)), path)
     return path
+
+
+def data_samples(num: int = 2, size: int = 128) -> list:
+    """``num`` data samples of ``size`` x ``size`` images, each with one class-2 target box."""
+    samples = []
+    for _ in range(num):
+        sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
+                                             pad_shape=(size, size), scale_factor=(1., 1.),
+                                             batch_input_shape=(size, size)))
+        sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 12., 70., 90.]]),
+                                           labels=torch.tensor([2]))
+        samples.append(sample)
+    return samples

@@ -6,11 +6,10 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
-from mmengine.structures import InstanceData
 
 import mmdfkd  # noqa: F401
-from distill_fixtures import (NUM_CLASSES, save_teacher_checkpoint, student_model_cfg,
-                              teacher_model_cfg)
+from distill_fixtures import (NUM_CLASSES, data_samples, save_teacher_checkpoint,
+                              student_model_cfg, teacher_model_cfg)
 from mmdfkd.models.distillers import DetectionDistiller
 
 register_all_modules(init_default_scope=True)
@@ -30,16 +29,7 @@ def _distiller(teacher_ckpt, student='retinanet', losses=(), **kwargs) -> Detect
 
 def _batch(num=2, size=128):
     torch.manual_seed(0)
-    inputs = torch.randn(num, 3, size, size)
-    samples = []
-    for _ in range(num):
-        sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                             pad_shape=(size, size), scale_factor=(1., 1.),
-                                             batch_input_shape=(size, size)))
-        sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 12., 70., 90.]]),
-                                           labels=torch.tensor([2]))
-        samples.append(sample)
-    return inputs, samples
+    return torch.randn(num, 3, size, size), data_samples(num, size)
 
 
 def test_teachers_are_frozen_eval_and_not_in_checkpoints(teacher_ckpt):

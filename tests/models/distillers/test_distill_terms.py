@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
 from mmengine.structures import InstanceData
 from torch import nn
 
 import mmdfkd  # noqa: F401
-from distill_fixtures import save_teacher_checkpoint, student_model_cfg, teacher_model_cfg
+from distill_fixtures import (data_samples, save_teacher_checkpoint, student_model_cfg,
+                              teacher_model_cfg)
 from mmdfkd.models.distillers import DetectionDistiller
 from mmdfkd.models.distillers.terms import DistillTerm, TermBatch
 from mmdfkd.models.losses import PKDLoss
@@ -42,20 +42,8 @@ def _distiller(teachers, losses, student=None, weights=None, **kwargs) -> Detect
         distill_losses=losses, probe_shape=(128, 128), **kwargs))
 
 
-def _samples(num=2, size=128):
-    samples = []
-    for _ in range(num):
-        sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                             pad_shape=(size, size), scale_factor=(1., 1.),
-                                             batch_input_shape=(size, size)))
-        sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 12., 70., 90.]]),
-                                           labels=torch.tensor([2]))
-        samples.append(sample)
-    return samples
-
-
 def _batch(model, teacher_outputs, student_outputs=None, samples=None) -> TermBatch:
-    return TermBatch(inputs=torch.zeros(1, 3, 128, 128), data_samples=samples or _samples(1),
+    return TermBatch(inputs=torch.zeros(1, 3, 128, 128), data_samples=samples or data_samples(1),
                      student=model.student, teachers=model.teachers,
                      teacher_weights=model.teacher_weights, teacher_outputs=teacher_outputs,
                      student_outputs=student_outputs or {})
@@ -77,9 +65,9 @@ def test_dense_terms_are_exactly_zero_for_a_copy_of_the_teacher(teacher_ckpts):
     torch.manual_seed(0)
     inputs = torch.rand(2, 3, 128, 128) * 255
     with torch.no_grad():
-        different = model.loss(inputs, _samples())
+        different = model.loss(inputs, data_samples())
         model.student.load_state_dict(model.teachers[0].state_dict())
-        same = model.loss(inputs, _samples())
+        same = model.loss(inputs, data_samples())
     assert sorted(same) == ['loss_box', 'loss_box_l1_px', 'loss_cls']
     assert all(different[key].item() > 0 for key in same)
     assert all(same[key].item() == 0.0 for key in same), same
@@ -132,7 +120,7 @@ def test_feature_terms_sum_over_teachers_with_their_weights(teacher_ckpts):
                _record(model.teachers[0].neck, recorded, 't0'),
                _record(model.teachers[1].neck, recorded, 't1')]
     torch.manual_seed(0)
-    losses = model.loss(torch.randn(2, 3, 128, 128), _samples())
+    losses = model.loss(torch.randn(2, 3, 128, 128), data_samples())
     for handle in handles:
         handle.remove()
     pkd = PKDLoss()
@@ -153,7 +141,7 @@ def test_a_teacher_no_term_uses_does_not_run(teacher_ckpts):
     calls = []
     model.teachers[0].register_forward_pre_hook(lambda *args: calls.append(1))
     model.teachers[0].backbone.register_forward_pre_hook(lambda *args: calls.append(1))
-    model.loss(torch.randn(2, 3, 128, 128), _samples())
+    model.loss(torch.randn(2, 3, 128, 128), data_samples())
     assert calls == []
 
 
@@ -185,7 +173,7 @@ def test_pseudo_boxes_of_two_real_teachers_train_the_student(teacher_ckpts):
                        teacher_cfg=teacher_cfg, weights=[1.0, 0.5], gt_loss_weight=0.0)
     model.train()
     torch.manual_seed(0)
-    losses = model.loss(torch.randn(2, 3, 128, 128), _samples())
+    losses = model.loss(torch.randn(2, 3, 128, 128), data_samples())
     assert sorted(losses) == ['loss_PseudoBoxLoss_bbox', 'loss_PseudoBoxLoss_cls']
     total = sum(sum(v) for v in losses.values())
     assert torch.isfinite(total) and total > 0
@@ -245,7 +233,7 @@ def test_a_new_kind_of_term_needs_only_its_registration(teacher_ckpts):
         handles = [_record(model.student.neck, recorded, 's'),
                    _record(model.teachers[0].neck, recorded, 't0'),
                    _record(model.teachers[1].neck, recorded, 't1')]
-        losses = model.loss(torch.randn(1, 3, 128, 128), _samples(1))
+        losses = model.loss(torch.randn(1, 3, 128, 128), data_samples(1))
         for handle in handles:
             handle.remove()
         gap = [(recorded['s'][0].mean() - recorded[t][0].mean()).abs() * 2
