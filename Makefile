@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdfkd-setup-done
 SETUP_INPUTS := requirements.txt setup.py $(wildcard scripts/*.sh)
 
-.PHONY: setup setup-fresh test demo benchmarks clean
+.PHONY: setup setup-fresh test demo demo-frozen-bn-teacher benchmarks clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/run_demo.py
+
+# After `make demo` (its data): the demo teacher shaped like mmdet's (backbone pretrained on
+# procedural textures, frozen BN, no norm in FPN and head), for configs/demo/*frozen_bn*.py.
+demo-frozen-bn-teacher: $(STAMP)
+	$(PY) tools/pretrain_backbone.py --out work_dirs/demo/proxy_backbone/resnet18_textures.pth
+	$(PY) tools/train.py configs/demo/retinanet_r18_frozen_bn_shapes.py \
+		--work-dir work_dirs/demo/teacher_frozen_bn
 
 # After `make demo` (they use its data and teacher): quality, speed, compactness, memory.
 benchmarks: $(STAMP)

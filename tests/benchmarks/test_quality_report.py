@@ -1,9 +1,14 @@
-"""benchmarks/quality.py: the report it writes and the rows it takes from `make demo`."""
+"""benchmarks/quality.py: the report it writes, the rows it takes from `make demo`, the
+synthesis figures and realism it gives the synthetic rows."""
+import argparse
 import importlib.util
 import json
+import math
 import os.path as osp
 import shutil
 
+import pytest
+import torch
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
@@ -16,42 +21,81 @@ _spec.loader.exec_module(quality)
 
 
 def _sha(row):
-    return quality.config_fingerprint(osp.join(quality.DEMO, quality.ROWS[row][1]))
+    return quality._fingerprint(row)
 
 
-def _demo_summary(path, iters=800, teacher_sha='abc', student_sha=None):
-    """A demo summary.json whose entries carry the hashes of the configs as they are now
-    (``student_sha`` replaces the data-free student's)."""
+def _demo_run(tmp_path, name, config, seed=0):
+    """A demo training run's work dir: a checkpoint and the config mmengine dumps there."""
+    work_dir = tmp_path / name
+    work_dir.mkdir()
+    (work_dir / osp.basename(config)).write_text(f'randomness = dict(seed={seed})\n')
+    (work_dir / 'iter_800.pth').write_bytes(name.encode())
+    return dict(config=config, checkpoint=str(work_dir / 'iter_800.pth'))
+
+
+def _bank(path, synthesizer=None, **figures):
+    """A bank folder with a summary.json as tools/generate_synthetic.py writes it."""
+    path.mkdir(parents=True)
+    summary = dict(dict(num_images=64, fidelity=dict(bbox_mAP=0.3, bbox_mAP_50=0.6),
+                        images_per_second=0.5, synthesizer=synthesizer or {}), **figures)
+    (path / 'summary.json').write_text(json.dumps(summary))
+    return str(path)
+
+
+def _demo_summary(tmp_path, iters=800, teacher_sha='abc', student_sha=None, seed=0):
+    """A demo summary.json (returned: its path) whose entries carry the hashes of the configs
+    as they are now (``student_sha`` replaces the data-free student's), with the students'
+    runs made with ``seed`` and its bank under ``tmp_path``."""
     entry = dict(bbox_mAP=0.2, bbox_mAP_50=0.4, curve=[dict(iter=400, bbox_mAP=0.1,
                                                             bbox_mAP_50=0.2)])
+    bank = _bank(tmp_path / 'synthetic_bank')
     summary = dict(teacher=dict(entry, bbox_mAP=0.4, checkpoint_sha=teacher_sha,
                                 config_sha=_sha('teacher')),
-                   student_real=dict(entry, iters=iters, config_sha=_sha('student_real')),
+                   student_real=dict(entry, iters=iters, config_sha=_sha('student_real'),
+                                     **_demo_run(tmp_path, 'student_real',
+                                                 '/x/retinanet_deit_tiny_shapes.py', seed)),
                    student=dict(entry, iters=iters,
-                                config_sha=student_sha or _sha('dfkd_images')),
+                                config_sha=student_sha or _sha('dfkd_images'),
+                                **_demo_run(tmp_path, 'student',
+                                            '/x/dfkd_images_deit_tiny_shapes.py', seed)),
                    stages_s=dict(student_real_train=10., student_train=12., synthesis=5.),
-                   synthesis=dict(num_images=64, path='work_dirs/demo/synthetic_bank'))
+                   data=dict(out_dir='data/demo'),
+                   synthesis=dict(num_images=64, path=bank, teacher_mAP_on_synthetic=0.3))
+    path = str(tmp_path / 'summary.json')
     with open(path, 'w') as f:
         json.dump(summary, f)
+    return path
 
 
-def test_rows_come_from_the_demo_only_when_teacher_and_schedule_match(tmp_path):
-    path = str(tmp_path / 'summary.json')
-    _demo_summary(path)
-    rows = quality.rows_from_demo(path, 800, 'abc')
+def test_rows_come_from_the_demo_only_when_data_seed_teacher_and_schedule_match(tmp_path):
+    path = _demo_summary(tmp_path)
+    rows = quality.rows_from_demo(path, 800, 'abc', 'data/demo/', 0)
     assert set(rows) == {'teacher', 'student_real', 'dfkd_images'}
     assert rows['dfkd_images']['synthesis_s'] == 5. and rows['dfkd_images']['train_s'] == 12.
-    assert rows['dfkd_images']['bank'] == 'work_dirs/demo/synthetic_bank'
+    assert rows['dfkd_images']['bank'] == str(tmp_path / 'synthetic_bank')
+    assert rows['dfkd_images']['bank_sha'] == quality.bank_fingerprint(str(tmp_path /
+                                                                          'synthetic_bank'))
+    assert rows['student_real']['checkpoint'] == str(tmp_path / 'student_real' / 'iter_800.pth')
+    assert rows['student_real']['checkpoint_sha']
     assert rows['teacher']['bbox_mAP'] == 0.4 and rows['student_real']['curve']
     assert quality.rows_from_demo(path, 400, 'abc') == {}
     assert quality.rows_from_demo(path, 800, 'another teacher') == {}
+    assert quality.rows_from_demo(path, 800, 'abc', 'data/demo_variant') == {}
+    # Another seed: only the teacher, which is evaluated, not trained.
+    assert set(quality.rows_from_demo(path, 800, 'abc', seed=1)) == {'teacher'}
     assert quality.rows_from_demo(str(tmp_path / 'none.json'), 800, 'abc') == {}
+
+
+def test_a_demo_bank_rewritten_since_its_summary_gets_no_fingerprint(tmp_path):
+    path = _demo_summary(tmp_path)
+    shutil.rmtree(tmp_path / 'synthetic_bank')  # a demo run under way made another bank
+    _bank(tmp_path / 'synthetic_bank', fidelity=dict(bbox_mAP=0.25, bbox_mAP_50=0.5))
+    assert 'bank_sha' not in quality.rows_from_demo(path, 800, 'abc')['dfkd_images']
 
 
 def test_a_demo_row_made_with_another_config_is_not_taken(tmp_path):
     # The demo's data-free student was trained with a config that has changed since.
-    path = str(tmp_path / 'summary.json')
-    _demo_summary(path, student_sha='0123456789abcdef')
+    path = _demo_summary(tmp_path, student_sha='0123456789abcdef')
     assert set(quality.rows_from_demo(path, 800, 'abc')) == {'teacher', 'student_real'}
 
 
@@ -66,20 +110,149 @@ def test_config_fingerprint_follows_the_resolved_config(tmp_path):
     assert quality.config_fingerprint(str(child)) != first
 
 
-def test_report_has_ratios_to_the_teacher_and_a_plot(tmp_path):
-    path = str(tmp_path / 'summary.json')
-    _demo_summary(path)
-    rows = quality.rows_from_demo(path, 800, 'abc')
-    results = dict(data_root='data/demo', iters=800, date='2026-11-22', machine='2 CPU cores',
-                   rows=rows)
+def test_rows_are_of_the_kind_their_config_says():
+    kinds = {name: quality.row_kind(name) for name in quality.ROWS}
+    assert kinds == dict(teacher='teacher', student_real='real', student_real_kd='real',
+                         dfkd_inversion='online', dfkd_generator='online', dfkd_images='bank',
+                         dfkd_bank='bank', dfkd_images_mosaic='bank',
+                         dfkd_procedural='online', dfkd_images_procedural='bank')
+
+
+def _results(**maps):
+    """A results dict with a row of bbox mAP ``maps[name]`` (mAP50 twice that) per name."""
+    rows = {name: dict(bbox_mAP=value, bbox_mAP_50=2 * value, curve=[], train_s=100.)
+            for name, value in maps.items()}
+    return dict(data_root='data/demo', iters=800, seed=0, date='2026-11-30',
+                machine='2 CPU cores', rows=rows)
+
+
+def test_report_columns_from_a_hand_made_results_dict(tmp_path):
+    results = _results(teacher=0.5, student_real=0.2, student_real_kd=0.4, dfkd_bank=0.3,
+                       dfkd_inversion=0.1, dfkd_generator=0.06)
+    rows = results['rows']
+    figures = dict(bank='work_dirs/demo/synthetic_bank', bank_sha='x', images_per_second=0.512,
+                   fidelity_mAP_50=0.6661)
+    rows['dfkd_bank'].update(
+        synthesis_s=250., synthesis=dict(figures, teacher_forward_per_image=80,
+                                         teacher_backward_per_image=60.5),
+        realism=dict(fd=88.2888, reference_fd=2.9393, images=256, val_images=200))
+    # The demo's bank has no teacher-pass counts: 'n/a' for them, the rest shown.
+    rows['dfkd_inversion']['synthesis'] = dict(figures, teacher_forward_per_image=None,
+                                               teacher_backward_per_image=None)
     quality.write_results(results, str(tmp_path))
     table = open(tmp_path / 'quality.md').read()
-    # 0.2 / 0.4 for both students; the bank row's time is synthesis + training.
-    assert '| ViT student, real images, no KD | 0.200 | 0.400 | 0.50 | 10 s |' in table
-    assert ('| ViT student, data-free (stored images, teacher online) | 0.200 | 0.400 | 0.50 | '
-            '17 s |') in table
-    assert json.load(open(tmp_path / 'quality.json'))['rows']['teacher']['bbox_mAP'] == 0.4
+    assert ('| CNN teacher (RetinaNet-R18), real images | 0.500 | 1.000 | - | - | - | - | - | - '
+            '| - |') in table
+    # synthetic / real = 0.2 / 0.4, retention = 0.2 / 0.5; no synthesis on real images.
+    assert '| ViT student, real images, no KD | 0.200 | 0.400 | 0.50 | 0.40 | - | - | - | - | ' \
+           '100 s |' in table
+    assert '| ViT student, real images + KD | 0.400 | 0.800 | 1.00 | 0.80 | - |' in table
+    # A bank row's time is its training and its bank's synthesis.
+    assert ('| ViT student, data-free (stored bank) | 0.300 | 0.600 | 0.75 | 0.60 | 80 + 60.5 | '
+            '0.51 | 0.666 | 88.3 (2.9) | 350 s |') in table
+    assert ('| ViT student, data-free (inversion) | 0.100 | 0.200 | 0.25 | 0.20 | n/a | 0.51 | '
+            '0.666 | n/a | 100 s |') in table
+    assert ('| ViT student, data-free (generator) | 0.060 | 0.120 | 0.15 | 0.12 | n/a | n/a | '
+            'n/a | n/a | 100 s |') in table
+    assert 'ViT student, data-free (inversion): work_dirs/demo/synthetic_bank' in table
+    assert '(256 synthetic or train vs 200 val images)' in table
+    assert json.load(open(tmp_path / 'quality.json'))['rows']['teacher']['bbox_mAP'] == 0.5
     assert osp.getsize(tmp_path / 'quality.png') > 1000
+
+
+def test_ratios_are_not_available_without_their_reference_row():
+    values = quality.report_values(_results(student_real=0.2, dfkd_bank=0.1))
+    assert values['dfkd_bank'] == dict(ratio=None, retention=None)
+    values = quality.report_values(_results(teacher=0.4, student_real_kd=0., dfkd_bank=0.1))
+    assert values['dfkd_bank'] == dict(ratio=None, retention=pytest.approx(0.25))
+    assert values['teacher'] == dict(ratio=None, retention=None)
+    table = quality.report_table(_results(student_real=0.2, dfkd_bank=0.1))
+    assert '| ViT student, data-free (stored bank) | 0.100 | 0.200 | n/a | n/a | n/a |' in table
+
+
+def test_plot_has_the_curves_and_the_ratio_bars_with_the_target():
+    results = _results(teacher=0.5, student_real=0.2, student_real_kd=0.4, dfkd_bank=0.3)
+    results['rows']['student_real']['curve'] = [dict(iter=400, bbox_mAP=0.1, bbox_mAP_50=0.2)]
+    fig = quality.plot_results(results)
+    curves, bars = fig.axes
+    assert len(curves.lines) == 2  # student_real's curve and the teacher's line
+    # Bars per student row: ratios first, then retentions.
+    heights = [patch.get_height() for patch in bars.patches]
+    assert heights == pytest.approx([0.5, 1.0, 0.75, 0.4, 0.8, 0.6])
+    assert [label.get_text() for label in bars.get_xticklabels()] == [
+        'student_real', 'student_real_kd', 'dfkd_bank']
+    assert any(list(line.get_ydata()) == [0.75, 0.75] for line in bars.lines)
+
+
+def test_a_missing_ratio_has_no_bar():
+    fig = quality.plot_results(_results(teacher=0.5, dfkd_bank=0.3))
+    ratio, retention = [patch.get_height() for patch in fig.axes[1].patches]
+    assert math.isnan(ratio) and retention == pytest.approx(0.6)
+
+
+def test_a_tagged_run_writes_its_own_files(tmp_path):
+    assert quality.results_name(None) == 'quality'
+    assert quality.results_name('seed1') == 'quality_seed1'
+    quality.write_results(_results(teacher=0.5), str(tmp_path), quality.results_name('seed1'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'quality_seed1.json', 'quality_seed1.md', 'quality_seed1.png']
+
+
+def test_synthetic_rows_get_their_banks_figures(tmp_path):
+    inversion = quality.synthesizer_entry(quality._config('dfkd_inversion'))
+    bank = _bank(tmp_path / 'bank', inversion, teacher_forward_per_image=80,
+                 teacher_backward_per_image=80)
+    stale = _bank(tmp_path / 'stale')
+    results = _results(student_real=0.2, dfkd_bank=0.3, dfkd_inversion=0.1,
+                       dfkd_generator=0.1, dfkd_images=0.2)
+    rows = results['rows']
+    rows['dfkd_bank'].update(bank=bank, bank_sha=quality.bank_fingerprint(bank))
+    # dfkd_images's bank was made again since the row used it.
+    rows['dfkd_images'].update(bank=stale, bank_sha='made before')
+    quality.add_synthesis_figures(results)
+    assert rows['dfkd_bank']['synthesis'] == dict(
+        bank=bank, bank_sha=quality.bank_fingerprint(bank), images_per_second=0.5,
+        teacher_forward_per_image=80, teacher_backward_per_image=80, fidelity_mAP_50=0.6)
+    # The online inversion has the bank's synthesizer settings; the generator has not.
+    assert rows['dfkd_inversion']['synthesis'] == rows['dfkd_bank']['synthesis']
+    assert 'synthesis' not in rows['dfkd_generator']
+    assert 'synthesis' not in rows['dfkd_images'] and 'synthesis' not in rows['student_real']
+
+
+def test_realism_is_measured_with_the_real_data_students_checkpoint(tmp_path, tiny_shapes_root):
+    from mmengine.runner import save_checkpoint
+
+    from mmdfkd.utils.model_stats import build_model
+    torch.manual_seed(0)
+    checkpoint = str(tmp_path / 'student_real.pth')
+    save_checkpoint(dict(state_dict=build_model(osp.join(
+        quality.DEMO, quality.ROWS['student_real'][1])).state_dict()), checkpoint)
+    # A "bank" of 4 real val images: COCO targets.json and images/.
+    bank = tmp_path / 'bank'
+    shutil.copytree(osp.join(tiny_shapes_root, 'val'), bank / 'images')
+    val = json.load(open(osp.join(tiny_shapes_root, 'annotations', 'instances_val.json')))
+    (bank / 'targets.json').write_text(json.dumps(dict(images=val['images'][:4])))
+    _bank_summary = dict(num_images=4, images_per_second=1., fidelity=dict(bbox_mAP_50=0.5))
+    (bank / 'summary.json').write_text(json.dumps(_bank_summary))
+    results = _results(student_real=0.2, dfkd_bank=0.1, dfkd_images=0.1)
+    rows = results['rows']
+    rows['student_real'].update(quality.checkpoint_record(checkpoint))
+    for name in ('dfkd_bank', 'dfkd_images'):
+        rows[name].update(bank=str(bank), bank_sha=quality.bank_fingerprint(str(bank)))
+    quality.add_synthesis_figures(results)
+    args = argparse.Namespace(data_root=tiny_shapes_root, work_dir=str(tmp_path / 'work'),
+                              seed=0)
+    quality.add_realism(results, args)
+    realism = rows['dfkd_bank']['realism']
+    assert realism['images'] == realism['reference_images'] == 4 and realism['val_images'] == 8
+    assert realism['fd'] > 0 and realism['reference_fd'] > 0
+    assert realism['features_sha'] == rows['student_real']['checkpoint_sha']
+    assert rows['dfkd_images']['realism'] == realism  # one bank, scored once
+    # A checkpoint retrained since: realism is left as it is (the message says why).
+    rows['dfkd_bank'].pop('realism')
+    rows['student_real']['checkpoint_sha'] = 'trained again'
+    quality.add_realism(results, args)
+    assert 'realism' not in rows['dfkd_bank']
 
 
 def test_config_fingerprint_does_not_depend_on_where_the_repository_is(tmp_path, monkeypatch):
@@ -92,3 +265,30 @@ def test_config_fingerprint_does_not_depend_on_where_the_repository_is(tmp_path,
     assert REPO_ROOT in Config.fromfile(osp.join(REPO_ROOT, name)).pretty_text
     monkeypatch.setattr(experiment, 'REPO_ROOT', str(copy))  # as that copy's package sees it
     assert quality.config_fingerprint(str(copy / name)) == here
+
+
+def test_a_bank_row_trains_from_a_bank_of_its_own_synthesis_settings(tmp_path, monkeypatch):
+    inversion = quality.synthesizer_entry(quality._config('dfkd_inversion'))
+    other = dict(inversion, lr=inversion['lr'] / 2)
+    made = []
+
+    def synthesize_bank(config, out, num, teacher_checkpoint, seed=0):
+        made.append((osp.basename(config), num, seed))
+        return dict(path=_bank(tmp_path / 'made', inversion))
+
+    monkeypatch.setattr(quality, 'synthesize_bank', synthesize_bank)
+    args = argparse.Namespace(work_dir=str(tmp_path / 'work'), num_synthetic=None,
+                              teacher_checkpoint='teacher.pth', seed=3)
+    results = _results(dfkd_bank=0.3)
+    mismatched = _bank(tmp_path / 'other', other)
+    results['rows']['dfkd_bank'].update(bank=mismatched, synthesis_s=1., synthetic_images=4,
+                                        bank_sha=quality.bank_fingerprint(mismatched))
+    # The only bank has other synthesis settings: a new one is made with the row's synthesis
+    # config (dfkd_images names none: the demo's inversion).
+    bank = quality.bank_for('dfkd_images', args, results)
+    assert made == [('dfkd_deit_tiny_shapes.py', 256, 3)]
+    assert bank['bank'] == str(tmp_path / 'made') and bank['synthetic_images'] == 256
+    # A bank with the row's settings is reused as it is.
+    results['rows']['dfkd_images'] = dict(results['rows']['dfkd_bank'], **bank)
+    assert quality.bank_for('dfkd_images_mosaic', args, results)['bank'] == bank['bank']
+    assert len(made) == 1

@@ -13,8 +13,9 @@ from .generator_synthesizer import GeneratorSynthesizer
 from .image_buffer import ImageBuffer
 from .inversion_loss import InversionLoss
 from .inversion_synthesizer import Cohort, InversionSynthesizer
+from .procedural_synthesizer import ProceduralSynthesizer
 
 __all__ = ['BoxConditionedGenerator', 'Cohort', 'GeneratorSynthesizer', 'ImageBuffer',
            'InversionLoss', 'InversionSynthesizer', 'NonFiniteSynthesisError',
-           'StudentTeacherDisagreement', 'SyntheticBatch', 'Synthesizer', 'Targets',
-           'build_synthesizer', 'run_once']
+           'ProceduralSynthesizer', 'StudentTeacherDisagreement', 'SyntheticBatch',
+           'Synthesizer', 'Targets', 'build_synthesizer', 'run_once']

@@ -2,7 +2,7 @@
 (DeepInversion, DIODE), amortized over training."""
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,8 @@ from ..utils.detector_runs import predict_images
 from .base import (NonFiniteSynthesisError, Retry, SyntheticBatch, Synthesizer, Targets,
                    describe_parts, run_once)
 from .image_buffer import ImageBuffer
+from .image_parameterization import IMAGE_PARAMETERIZATIONS
+from .starting_images import STARTING_IMAGES
 
 
 @dataclass
@@ -23,9 +25,11 @@ class Cohort:
     """A batch of images refined together.
 
     Attributes:
-        pixels: The optimized images, (B, 3, h, w) in [0, 1], loader channel order (BGR). At
-            low resolution during the first ``lowres_steps`` refinements.
-        optimizer: Adam over ``pixels``.
+        params: The optimized parameters of the images (:mod:`.image_parameterization`: the
+            pixels, or their spectrum).
+        hw: The size (h, w) the images are optimized at: low resolution during the first
+            ``lowres_steps`` refinements.
+        optimizer: Adam over ``params``.
         targets: Their targets, on the pixels' device, boxes in full-resolution pixels;
             false-positive sampling adds boxes.
         age: Refinement steps done.
@@ -35,7 +39,8 @@ class Cohort:
             its noise was drawn from) and ``refine_calls``, per refine call the random state
             it started from and the steps it was asked for.
     """
-    pixels: Tensor
+    params: Tensor
+    hw: Tuple[int, int]
     optimizer: torch.optim.Optimizer
     targets: Targets
     age: int = 0
@@ -53,8 +58,9 @@ class InversionSynthesizer(Synthesizer):
     """Optimizes images, from noise, so that frozen teacher detectors see the sampled targets in
     them and their BatchNorm statistics are reproduced (the :class:`InversionLoss`).
 
-    Images are made in cohorts of one batch. Adam updates the pixels (cosine learning rate over
-    ``total_steps``), which are clamped to the valid range after each step. The first
+    Images are made in cohorts of one batch. Adam updates their parameters (the pixels, clamped
+    to the valid range after each step, or a spectrum: ``parameterization``; cosine learning
+    rate over ``total_steps``). The first
     ``lowres_steps`` steps optimize a ``lowres_scale`` image, which the teachers score at that
     size (as DIODE does, so these steps are cheap), that is then upsampled (multi-resolution
     schedule). From step ``fp_sampling['start']`` on, every ``fp_sampling['interval']`` steps,
@@ -90,12 +96,18 @@ class InversionSynthesizer(Synthesizer):
     Args:
         teachers, teacher_weights, student, dataset, loss: See :class:`Synthesizer`.
         total_steps: Refinement steps a cohort gets in all (for the learning-rate schedule).
-        lr: Adam learning rate on pixels in [0, 1]. Defaults to 0.1.
+        lr: Adam learning rate (on pixels in [0, 1] with the pixel parameterization).
+            Defaults to 0.1.
         betas: Adam betas. Defaults to (0.5, 0.9) (DeepInversion).
         lowres_steps: Steps at low resolution before upsampling. Defaults to 0.
         lowres_scale: Size factor of the low-resolution phase. Defaults to 0.5.
-        init: ``'smooth'`` (low-frequency noise, upsampled) or ``'noise'`` (pixel noise).
-            Defaults to ``'smooth'``.
+        parameterization: How the images are optimized (:mod:`.image_parameterization`):
+            ``'pixels'``, or ``dict(type='fourier', decay=1.0)`` (a 1/f-scaled spectrum in
+            decorrelated colours; about 4 times the learning rate). Defaults to ``'pixels'``.
+        init: The starting images (:mod:`.starting_images`): ``'smooth'`` (low-frequency
+            noise, upsampled), ``'noise'`` (pixel noise), ``'dead_leaves'`` (occluding discs,
+            natural-image statistics) or ``'spectral'`` (1/f colour noise). Defaults to
+            ``'smooth'``.
         fp_sampling: ``dict(start, interval, score_thr, iou_thr, area_range, max_boxes)`` or
             None (off). Defaults for missing keys: start ``total_steps // 2``, interval
             ``total_steps // 10`` (at least 1), score_thr 0.3, iou_thr 0.35, area_range
@@ -121,6 +133,7 @@ class InversionSynthesizer(Synthesizer):
                  lowres_steps: int = 0,
                  lowres_scale: float = 0.5,
                  init: str = 'smooth',
+                 parameterization: Union[str, dict] = 'pixels',
                  fp_sampling: Optional[dict] = None,
                  steps_per_iter: int = 10,
                  buffer_size: int = 64,
@@ -130,12 +143,19 @@ class InversionSynthesizer(Synthesizer):
         if not 0 <= lowres_steps < total_steps:
             raise ValueError(f'lowres_steps={lowres_steps} must be in [0, total_steps='
                              f'{total_steps}).')
-        if init not in ('smooth', 'noise'):
-            raise ValueError(f"init must be 'smooth' or 'noise', got {init!r}.")
+        if init not in STARTING_IMAGES:
+            raise ValueError(f'init must be one of {sorted(STARTING_IMAGES)}, got {init!r}.')
         if steps_per_iter < 1 or buffer_size < 1 or initial_cohorts < 1:
             raise ValueError('steps_per_iter, buffer_size and initial_cohorts must be >= 1, got '
                              f'{steps_per_iter}, {buffer_size}, {initial_cohorts}.')
+        param_cfg = dict(type=parameterization) if isinstance(parameterization, str) \
+            else dict(parameterization)
+        param_type = param_cfg.pop('type', None)
+        if param_type not in IMAGE_PARAMETERIZATIONS:
+            raise ValueError(f'parameterization type must be one of '
+                             f'{sorted(IMAGE_PARAMETERIZATIONS)}, got {param_type!r}.')
         super().__init__(teachers, teacher_weights, student, dataset, loss)
+        self.parameterization = IMAGE_PARAMETERIZATIONS[param_type](**param_cfg)
         self.total_steps = total_steps
         self.lr = lr
         self.betas = tuple(betas)
@@ -210,7 +230,8 @@ class InversionSynthesizer(Synthesizer):
 
     # ------------------------------------------------------------------------------ cohorts
     def start(self, targets: Targets, rng: torch.Generator) -> Cohort:
-        """Starts a cohort of images for the given targets, from noise.
+        """Starts a cohort of images for the given targets, from its starting images
+        (``init``).
 
         Args:
             targets: Their targets, boxes in pixels of ``targets.img_hw``.
@@ -229,16 +250,9 @@ class InversionSynthesizer(Synthesizer):
         if self.lowres_steps > 0:
             height, width = (max(8, round(height * self.lowres_scale)),
                              max(8, round(width * self.lowres_scale)))
-        if self.init == 'smooth':
-            coarse = torch.rand(num, 3, max(2, height // 16), max(2, width // 16),
-                                generator=rng)
-            pixels = F.interpolate(coarse, size=(height, width), mode='bicubic',
-                                   align_corners=False)
-            pixels = pixels + 0.05 * torch.randn(pixels.shape, generator=rng)
-        else:
-            pixels = 0.5 + 0.2 * torch.randn(num, 3, height, width, generator=rng)
-        pixels = pixels.clamp(0, 1).to(device).requires_grad_(True)
-        return Cohort(pixels=pixels, optimizer=self._optimizer(pixels),
+        start = STARTING_IMAGES[self.init](num, height, width, rng).to(device)
+        params = self.parameterization.encode(start).requires_grad_(True)
+        return Cohort(params=params, hw=(height, width), optimizer=self._optimizer(params),
                       targets=targets.to(device), origin=origin)
 
     def refine(self, cohort: Cohort, steps: int, rng: torch.Generator) -> Dict[str, float]:
@@ -262,20 +276,19 @@ class InversionSynthesizer(Synthesizer):
             for group in cohort.optimizer.param_groups:
                 group['lr'] = self.lr * 0.5 * (1 + math.cos(math.pi * cohort.age /
                                                             self.total_steps))
-            loss, log = self.loss(cohort.pixels, cohort.targets, rng)
+            loss, log = self.loss(self.pixels(cohort), cohort.targets, rng)
             if not torch.isfinite(loss):
                 raise NonFiniteSynthesisError(
                     f'non-finite inversion loss at step {cohort.age} of a cohort '
                     f'({describe_parts(log)})')
-            (grad, ) = torch.autograd.grad(loss, [cohort.pixels])
+            (grad, ) = torch.autograd.grad(loss, [cohort.params])
             if not torch.isfinite(grad).all():
                 raise NonFiniteSynthesisError(
                     f'non-finite gradient of the inversion loss at step {cohort.age} of a '
                     f'cohort ({describe_parts(log)})')
-            cohort.pixels.grad = grad
+            cohort.params.grad = grad
             cohort.optimizer.step()
-            with torch.no_grad():
-                cohort.pixels.clamp_(0, 1)
+            self.parameterization.project_(cohort.params)
             cohort.age += 1
             done += 1
             for key, value in log.items():
@@ -287,6 +300,11 @@ class InversionSynthesizer(Synthesizer):
         cohort.log = {key: value / max(done, 1) for key, value in sums.items()}
         return cohort.log
 
+    def pixels(self, cohort: Cohort) -> Tensor:
+        """The cohort's images, (B, 3, h, w) in [0, 1], loader channel order (BGR), at the size
+        they are optimized at; differentiable with respect to ``cohort.params``."""
+        return self.parameterization.decode(cohort.params, cohort.hw)
+
     def finished(self, cohort: Cohort) -> bool:
         """Whether the cohort has had all its refinement steps."""
         return cohort.age >= self.total_steps
@@ -295,7 +313,7 @@ class InversionSynthesizer(Synthesizer):
     def images(self, cohort: Cohort) -> Tensor:
         """The cohort's images in loader pixel space: (B, 3, H, W) float, values 0-255 rounded
         to integers (as a real image would be)."""
-        return (self._full(cohort.pixels.detach(), cohort.full_hw) * 255).round()
+        return (self._full(self.pixels(cohort), cohort.full_hw) * 255).round()
 
     @torch.no_grad()
     def sample_false_positives(self, cohort: Cohort) -> None:
@@ -306,7 +324,7 @@ class InversionSynthesizer(Synthesizer):
         share of the image area) and the image has fewer than ``max_boxes`` targets.
         """
         fp = self.fp_sampling
-        pixels = self._full(cohort.pixels, cohort.full_hw) * 255
+        pixels = self._full(self.pixels(cohort), cohort.full_hw) * 255
         per_teacher = [predict_images(teacher, pixels, cohort.targets.metainfo)
                        for teacher in self.teachers]
         boxes, labels = cohort.targets.boxes, cohort.targets.labels
@@ -361,9 +379,10 @@ class InversionSynthesizer(Synthesizer):
 
     def _upsample(self, cohort: Cohort) -> None:
         with torch.no_grad():
-            full = self._full(cohort.pixels, cohort.full_hw).clamp(0, 1)
-        cohort.pixels = full.requires_grad_(True)
-        cohort.optimizer = self._optimizer(cohort.pixels)
+            full = self._full(self.pixels(cohort), cohort.full_hw).clamp(0, 1)
+        cohort.params = self.parameterization.encode(full).requires_grad_(True)
+        cohort.hw = tuple(cohort.full_hw)
+        cohort.optimizer = self._optimizer(cohort.params)
 
     @staticmethod
     def _full(pixels: Tensor, full_hw: Tuple[int, int]) -> Tensor:
@@ -371,8 +390,8 @@ class InversionSynthesizer(Synthesizer):
             return pixels
         return F.interpolate(pixels, size=full_hw, mode='bilinear', align_corners=False)
 
-    def _optimizer(self, pixels: Tensor) -> torch.optim.Optimizer:
-        return torch.optim.Adam([pixels], lr=self.lr, betas=self.betas)
+    def _optimizer(self, params: Tensor) -> torch.optim.Optimizer:
+        return torch.optim.Adam([params], lr=self.lr, betas=self.betas)
 
 
 def _targets_state(targets: Targets) -> dict:

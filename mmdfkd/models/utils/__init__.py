@@ -6,9 +6,11 @@ from .dense_heads import dense_pair_problems, flatten_levels, head_outputs
 from .detector_runs import (forward_sources, predict_images, query_samples, record_outputs,
                             shared_features)
 from .normalization import denormalize, normalize_like, renormalize
+from .pass_counter import PassCounter
 from .recorder import ModuleOutputRecorder, resolve_submodule
 
 __all__ = ['ModuleOutputRecorder', 'dense_pair_problems', 'denormalize', 'flatten_levels',
            'forward_sources', 'head_outputs', 'normalize_like', 'predict_images',
            'query_samples', 'record_outputs', 'renormalize', 'resolve_submodule',
-           'shared_features', 'weighted_box_fusion']
+           'shared_features', 'weighted_box_fusion',
+           'PassCounter']

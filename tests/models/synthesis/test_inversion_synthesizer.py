@@ -41,7 +41,7 @@ def test_bn_loss_falls_and_pixels_stay_in_range(frozen_teacher):
     last = synthesizer.refine(cohort, 2, rng)
     assert last['syn_bn_t0'] < 0.95 * first['syn_bn_t0']
     assert synthesizer.finished(cohort) and cohort.age == 12
-    assert 0 <= cohort.pixels.min() and cohort.pixels.max() <= 1
+    assert 0 <= cohort.params.min() and cohort.params.max() <= 1
     images = synthesizer.images(cohort)
     assert images.shape == (2, 3, 128, 128)
     assert torch.equal(images, images.round()) and images.max() <= 255
@@ -52,11 +52,11 @@ def test_multiresolution_starts_small_and_upsamples(frozen_teacher):
     assert synthesizer.input_scales == {'The low-resolution phase (lowres_scale=0.5)': 0.5}
     rng = torch.Generator().manual_seed(0)
     cohort = synthesizer.start(targets(), rng)
-    assert tuple(cohort.pixels.shape[-2:]) == (64, 64)
+    assert tuple(cohort.params.shape[-2:]) == (64, 64)
     synthesizer.refine(cohort, 2, rng)
-    assert tuple(cohort.pixels.shape[-2:]) == (64, 64)
+    assert tuple(cohort.params.shape[-2:]) == (64, 64)
     synthesizer.refine(cohort, 1, rng)
-    assert tuple(cohort.pixels.shape[-2:]) == (128, 128)
+    assert tuple(cohort.params.shape[-2:]) == (128, 128)
     assert _synthesizer(frozen_teacher, total_steps=4).input_scales == {}
 
 
@@ -91,7 +91,7 @@ def test_non_finite_loss_is_refused_before_it_reaches_the_pixels(frozen_teacher,
     rng = torch.Generator().manual_seed(0)
     cohort = synthesizer.start(targets(64), rng)
     synthesizer.refine(cohort, 1, rng)
-    before = cohort.pixels.detach().clone()
+    before = cohort.params.detach().clone()
     original = synthesizer.loss
 
     def nan_detection_loss(*args, **kwargs):
@@ -101,7 +101,7 @@ def test_non_finite_loss_is_refused_before_it_reaches_the_pixels(frozen_teacher,
     monkeypatch.setattr(synthesizer, 'loss', nan_detection_loss)
     with pytest.raises(NonFiniteSynthesisError, match=r'step 1 of a cohort .*syn_det_t0=nan'):
         synthesizer.refine(cohort, 2, rng)
-    assert torch.equal(cohort.pixels, before) and cohort.age == 1
+    assert torch.equal(cohort.params, before) and cohort.age == 1
 
 
 def test_training_batches_come_from_the_buffer_and_cohorts_from_their_batch(frozen_teacher):
@@ -178,7 +178,7 @@ def test_a_checkpoint_restores_the_run_exactly_without_the_cohort_pixels(frozen_
     resumed = _synthesizer(frozen_teacher, dataset=dataset, **settings)
     resumed.load_state_dict(_saved_and_loaded(state))
     assert resumed.describe_state() == '2 in the buffer, cohort at step 4'
-    assert torch.equal(resumed.cohort.pixels, running.cohort.pixels)
+    assert torch.equal(resumed.cohort.params, running.cohort.params)
     for key in ('exp_avg', 'exp_avg_sq'):
         assert torch.equal(resumed.cohort.optimizer.state_dict()['state'][0][key],
                            running.cohort.optimizer.state_dict()['state'][0][key])
@@ -197,7 +197,8 @@ def test_settings_out_of_range_are_refused(frozen_teacher):
         _synthesizer(frozen_teacher, total_steps=0)
     with pytest.raises(ValueError, match=r'lowres_steps=4 must be in \[0, total_steps=4\)'):
         _synthesizer(frozen_teacher, total_steps=4, lowres_steps=4)
-    with pytest.raises(ValueError, match="init must be 'smooth' or 'noise'"):
+    with pytest.raises(ValueError, match=r"init must be one of \['dead_leaves', 'noise', "
+                                         r"'smooth', 'spectral'\], got 'zeros'"):
         _synthesizer(frozen_teacher, total_steps=4, init='zeros')
     with pytest.raises(ValueError, match='buffer_size and initial_cohorts must be >= 1'):
         _synthesizer(frozen_teacher, total_steps=4, buffer_size=0)
