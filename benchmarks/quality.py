@@ -220,7 +220,8 @@ def bank_for(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Di
     """
     synthesis_cfg = osp.join(DEMO, _config(name).get('synthesis_config',
                                                      'dfkd_deit_tiny_shapes.py'))
-    entry = synthesizer_entry(Config.fromfile(synthesis_cfg))
+    synthesis = Config.fromfile(synthesis_cfg)
+    entry = synthesizer_entry(synthesis)
     for row in results['rows'].values():
         if not (row.get('bank') and row.get('bank_sha') == bank_fingerprint(row['bank'])):
             continue
@@ -228,7 +229,7 @@ def bank_for(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Di
             if json.load(f).get('synthesizer') == entry:
                 return {k: row[k] for k in ('bank', 'bank_sha', 'synthesis_s',
                                             'synthetic_images')}
-    num = args.num_synthetic or Config.fromfile(synthesis_cfg).num_synthetic
+    num = args.num_synthetic or synthesis.num_synthetic
     start = time.time()
     out = osp.join(args.work_dir, 'bank_' + osp.splitext(osp.basename(synthesis_cfg))[0])
     shutil.rmtree(out, ignore_errors=True)

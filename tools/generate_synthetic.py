@@ -67,8 +67,8 @@ import mmdfkd  # noqa: F401
 from mmdfkd.models.synthesis import Synthesizer, Targets, build_synthesizer
 from mmdfkd.models.utils import PassCounter, predict_images
 from mmdfkd.structures import OUTPUTS_DIR, entry_path, make_entries
-from mmdfkd.utils import (AtomicLocalBackend, ConfigOptionError, finish_distributed,
-                          load_checkpoint_file, prepare_config)
+from mmdfkd.utils import (AtomicLocalBackend, ConfigOptionError, file_sha256,
+                          finish_distributed, load_checkpoint_file, prepare_config)
 from mmdfkd.utils.paths import check_teacher_checkpoints
 
 # Bookkeeping of a run in progress, inside DIR.partial; removed once the bank is complete.
@@ -135,19 +135,11 @@ def _fingerprint(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _file_fingerprint(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest(args: argparse.Namespace, cfg, hook: dict, batch_size: int) -> dict:
     """What determines the images of a run: a resumed run must have the same (the teachers'
     checkpoints by content: a teacher trained again at the same path makes other images)."""
     return dict(model=_fingerprint(cfg.model.to_dict()),
-                teacher_checkpoints=[_file_fingerprint(t.checkpoint)
+                teacher_checkpoints=[file_sha256(t.checkpoint)
                                      for t in cfg.model.teachers],
                 dataset=_fingerprint(cfg.train_dataloader.dataset.to_dict()),
                 synthesizer=_fingerprint(hook.synthesizer.to_dict()), num=args.num,

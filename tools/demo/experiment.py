@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 from mmdfkd.utils.checkpoint_fit import checkpoint_fit_problem
 from mmdfkd.utils.config import prepare_config, scale_iter_schedule
+from mmdfkd.utils.file_hash import file_sha256
 
 # This file is tools/demo/experiment.py of a repository checkout: the demo and the benchmarks
 # run the configs and tools of that checkout.
@@ -83,11 +84,7 @@ def config_fingerprint(config: str) -> str:
 
 def file_fingerprint(path: str) -> str:
     """A short hash of a file's bytes (e.g. a checkpoint)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def train(cfg: Config) -> str:
