@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdfkd-setup-done
 SETUP_INPUTS := requirements.txt setup.py $(wildcard scripts/*.sh)
 
-.PHONY: setup setup-fresh test demo demo-frozen-bn-teacher benchmarks clean
+.PHONY: setup setup-fresh test demo demo-frozen-bn-teacher demo-rednet-teacher benchmarks clean
 
 setup: $(STAMP)
 
@@ -28,12 +28,19 @@ demo-frozen-bn-teacher: $(STAMP)
 	$(PY) tools/train.py configs/demo/retinanet_r18_frozen_bn_shapes.py \
 		--work-dir work_dirs/demo/teacher_frozen_bn
 
+# After `make demo` (its data): the involution demo teacher (RetinaNet with a RedNet-26 backbone,
+# BN trained everywhere), for the involution and two-teacher configs/demo/*rednet26*, *ensemble*.
+demo-rednet-teacher: $(STAMP)
+	$(PY) tools/train.py configs/demo/retinanet_rednet26_shapes.py \
+		--work-dir work_dirs/demo/teacher_rednet26
+
 # After `make demo` (they use its data and teacher): quality, speed, compactness, memory.
 benchmarks: $(STAMP)
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/compactness.py
 	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/norm_batch.py
 
 clean:
 	rm -rf work_dirs data/demo .pytest_cache

@@ -25,7 +25,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO_ROOT, 'configs')
 # (pair name, teacher config, student config, input (H, W))
 PAIRS = [
-    ('demo: RetinaNet-R18 -> ViT (6 blocks, 8 px patches, SPT/LSA)',
+    ('demo: RetinaNet-R18 -> ViT (width 128, 6 blocks, 8 px patches, SPT/LSA)',
      osp.join(CONFIGS, 'demo', 'retinanet_r18_shapes.py'),
      osp.join(CONFIGS, 'demo', 'retinanet_deit_tiny_shapes.py'), (128, 128)),
     ('COCO: RetinaNet-R50 -> RetinaNet DeiT-Tiny', 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',

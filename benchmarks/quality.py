@@ -20,7 +20,20 @@ Rows (same student, same schedule; each evaluated on the real demo val split wit
 * ``dfkd_procedural``: data-free, new procedural (dead-leaves) images every batch, no inversion
   and no teacher pass spent on them;
 * ``dfkd_images_procedural``: as ``dfkd_images``, from a stored set of 1024 dead-leaves images
-  (no inversion).
+  (no inversion);
+* ``teacher_rednet26``: the involution teacher (RetinaNet-RedNet-26 at half width, trained by
+  ``make demo-rednet-teacher``), evaluated;
+* ``dfkd_rednet26_images_mosaic``: as ``dfkd_images_mosaic``, from the involution teacher
+  alone (images inverted from it, it labels the views);
+* ``dfkd_ensemble_images_mosaic``: as ``dfkd_images_mosaic``, from both teachers (images
+  inverted from both, both run online, their terms weighted 0.5 each);
+* ``dfkd_ensemble_bank``: the images inverted from both teachers, stored with both teachers'
+  outputs, so training runs neither.
+
+Rows that need a teacher checkpoint other than the demo teacher's are skipped, with the command
+that trains it, until it exists; a row is measured again when such a checkpoint changes. With
+two teacher rows, the report adds the retention of the rows of ``TEACHER_COMPARISON`` against
+each teacher and against the better one.
 
 A row is one entry of ``ROWS`` (name -> label, config); what kind of row it is follows from its
 config: a config with an ``ImageSynthesisHook`` synthesizes during training, one that defines
@@ -45,9 +58,9 @@ Each student row is validated 4 times during training, for the mAP-against-itera
 Finished rows are kept in ``benchmarks/results/quality.json`` and skipped when the command is
 run again with the same settings (data, schedule, seed, and the teacher checkpoint's content)
 and their config unchanged (a hash of the resolved config is stored with each row); the rows
-``make demo`` measured under the same conditions (teacher, student_real, dfkd_images) are
-taken from its ``summary.json``, and its bank is reused by ``dfkd_bank`` (``--force`` reruns
-them all). A bank or checkpoint is used for the figures only while its file is the one the row
+``make demo`` measured under the same conditions (teacher, student_real, and the row of its
+data-free student's config: dfkd_images_mosaic) are taken from its ``summary.json``, and its
+bank is reused by ``dfkd_bank`` (``--force`` reruns them all). A bank or checkpoint is used for the figures only while its file is the one the row
 was made with (a hash of the bank's ``summary.json`` and of the checkpoint is stored). Writes
 ``quality.json``, ``quality.md`` and ``quality.png`` under ``benchmarks/results/``.
 
@@ -55,7 +68,10 @@ A recipe change has to hold on other demo variants: another seed (``--seed``), o
 made with other parameters (``--data-root``, with the teacher trained on it:
 ``--teacher-checkpoint``). ``--tag NAME`` writes such a run's results to
 ``quality_NAME.{json,md,png}`` (its runs under ``work_dirs/benchmarks/quality_NAME``), apart
-from the main ones.
+from the main ones. Another teacher: ``--teacher-config`` (its training config, e.g.
+``configs/demo/retinanet_r18_frozen_bn_shapes.py``, the teacher shaped like mmdet's) with its
+``--teacher-checkpoint``; the teacher row evaluates it, and every distilling row, synthesis
+included, learns from it.
 """
 import argparse
 import functools
@@ -76,9 +92,9 @@ import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
 
 # The demo machinery is not part of the installed package: it is tools/demo/ of this checkout.
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
-from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
-                             experiment_config, file_fingerprint, synthesize_bank, train,
-                             validation_curve)
+from demo.experiment import (DEMO_TEACHER_MODEL, REPO_ROOT, config_fingerprint,  # noqa: E402
+                             evaluate, experiment_config, file_fingerprint, synthesize_bank,
+                             train, validation_curve)
 from demo.realism import RealismMeter, dataset_image_paths  # noqa: E402
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
@@ -99,7 +115,28 @@ ROWS = {
     'dfkd_images_procedural': ('ViT student, data-free (stored dead-leaves images, no '
                                'inversion, teacher online)',
                                'dfkd_images_procedural_deit_tiny_shapes.py'),
+    'teacher_rednet26': ('involution teacher (RetinaNet-RedNet-26, half width), real images',
+                         'retinanet_rednet26_shapes.py'),
+    'dfkd_rednet26_images_mosaic': ('ViT student, data-free from the involution teacher '
+                                    '(stored images in mosaics, teacher online)',
+                                    'dfkd_rednet26_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_ensemble_images_mosaic': ('ViT student, data-free from both teachers (stored images '
+                                    'in mosaics, teachers online)',
+                                    'dfkd_ensemble_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_ensemble_bank': ('ViT student, data-free from both teachers (stored bank: no '
+                           'teacher runs in training)', 'dfkd_ensemble_bank_deit_tiny_shapes.py'),
 }
+# Teacher rows besides the demo teacher (``teacher``, evaluated from --teacher-checkpoint): the
+# checkpoint each is evaluated from (the one the configs that distill from it name) and the
+# command that trains it.
+OTHER_TEACHERS = {
+    'teacher_rednet26': ('work_dirs/demo/teacher_rednet26/iter_1500.pth',
+                         'make demo-rednet-teacher'),
+}
+# The rows compared teacher by teacher (retention against each teacher row and the better one):
+# one teacher of each kind alone, and both.
+TEACHER_COMPARISON = ('dfkd_images_mosaic', 'dfkd_rednet26_images_mosaic',
+                      'dfkd_ensemble_images_mosaic', 'dfkd_ensemble_bank')
 # The row whose mAP the synthetic / real ratio divides by: the same student with the same
 # distillation terms, on the real train images.
 REAL_KD_ROW = 'student_real_kd'
@@ -117,6 +154,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--teacher-checkpoint', default='work_dirs/demo/teacher/iter_1500.pth',
                         help='the demo teacher (make demo trains it); for demo data of other '
                              'parameters, the teacher trained on them')
+    parser.add_argument('--teacher-config', default=None,
+                        help="another teacher's training config (default: the teacher row's, "
+                             f"configs/demo/{ROWS['teacher'][1]}), e.g. configs/demo/"
+                             'retinanet_r18_frozen_bn_shapes.py with its --teacher-checkpoint')
     parser.add_argument('--work-dir', default=None,
                         help='where the rows train (default: work_dirs/benchmarks/quality, '
                              'with _TAG appended for a tagged run)')
@@ -132,9 +173,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of training and synthesis (another one for a variant)')
     parser.add_argument('--demo-summary', default='work_dirs/demo/summary.json',
-                        help='take the rows `make demo` measured (teacher, student_real, '
-                             'dfkd_images) from its summary when the data, seed, teacher and '
-                             'schedule match')
+                        help='take the rows `make demo` measured (teacher, student_real, its '
+                             'data-free student) from its summary when the data, seed, teacher '
+                             'and schedule match')
     parser.add_argument('--force', action='store_true',
                         help='rerun rows already measured (here or by the demo)')
     args = parser.parse_args()
@@ -142,6 +183,9 @@ def parse_args() -> argparse.Namespace:
         parser.error(f'--tag must be letters, digits, _ or - (it names files), got {args.tag!r}')
     if args.work_dir is None:
         args.work_dir = 'work_dirs/benchmarks/quality' + (f'_{args.tag}' if args.tag else '')
+    if args.teacher_config is not None and not osp.isfile(args.teacher_config):
+        parser.error(f'--teacher-config {args.teacher_config} does not exist (give the config '
+                     'the teacher was trained with)')
     for path, what in ((args.teacher_checkpoint, 'teacher checkpoint'),
                        (osp.join(args.data_root, 'annotations', 'instances_val.json'),
                         'demo val annotations')):
@@ -183,12 +227,41 @@ def row_kind(name: str) -> str:
     """How a row is made, from its config: ``'teacher'`` (evaluated only), ``'online'``
     (images synthesized during training), ``'bank'`` (trains from a stored bank: the config
     defines ``bank_root``) or ``'real'`` (the real train images)."""
-    if name == 'teacher':
+    if name == 'teacher' or name in OTHER_TEACHERS:
         return 'teacher'
     cfg = _config(name)
     if synthesizer_entry(cfg) is not None:
         return 'online'
     return 'bank' if 'bank_root' in cfg else 'real'
+
+
+def other_teacher_checkpoints(name: str) -> List[str]:
+    """The checkpoints a row needs besides the demo teacher's: a teacher row of
+    ``OTHER_TEACHERS`` its own; a distilling row those of its config's teachers that are not the
+    demo teacher (which --teacher-checkpoint gives)."""
+    if name in OTHER_TEACHERS:
+        return [OTHER_TEACHERS[name][0]]
+    return [teacher.checkpoint for teacher in _config(name).model.get('teachers', [])
+            if osp.abspath(str(teacher.config)) != DEMO_TEACHER_MODEL]
+
+
+def other_teachers_record(name: str) -> Dict[str, Optional[str]]:
+    """Per checkpoint of :func:`other_teacher_checkpoints`, a hash of its file (None if it
+    does not exist): a row is measured again when one of them changes."""
+    return {path: file_fingerprint(path) if osp.isfile(path) else None
+            for path in other_teacher_checkpoints(name)}
+
+
+def missing_teacher_message(name: str) -> Optional[str]:
+    """Why a row cannot run (a teacher checkpoint it needs does not exist, and what trains
+    it), or None."""
+    missing = [path for path in other_teacher_checkpoints(name) if not osp.isfile(path)]
+    if not missing:
+        return None
+    commands = sorted({command for checkpoint, command in OTHER_TEACHERS.values()
+                       if checkpoint in missing})
+    return (f'row {name} skipped: teacher checkpoint {", ".join(missing)} does not exist'
+            + (f' (train it: {", ".join(commands)})' if commands else ''))
 
 
 def bank_fingerprint(bank: str) -> Optional[str]:
@@ -233,7 +306,8 @@ def bank_for(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Di
     start = time.time()
     out = osp.join(args.work_dir, 'bank_' + osp.splitext(osp.basename(synthesis_cfg))[0])
     shutil.rmtree(out, ignore_errors=True)
-    bank = synthesize_bank(synthesis_cfg, out, num, args.teacher_checkpoint, seed=args.seed)
+    bank = synthesize_bank(synthesis_cfg, out, num, args.teacher_checkpoint, seed=args.seed,
+                           teacher_config=args.teacher_config)
     return dict(bank=bank['path'], bank_sha=bank_fingerprint(bank['path']),
                 synthesis_s=round(time.time() - start, 1), synthetic_images=num)
 
@@ -245,17 +319,24 @@ def run_row(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Dic
     work_dir = osp.join(args.work_dir, name)
     kind = row_kind(name)
     if kind == 'teacher':
+        if name == 'teacher':
+            config, checkpoint = args.teacher_config or config, args.teacher_checkpoint
+        else:
+            checkpoint = OTHER_TEACHERS[name][0]
         cfg = experiment_config(config, work_dir, args.data_root, args.seed)
         start = time.time()
-        metrics = evaluate(cfg, args.teacher_checkpoint)
+        metrics = evaluate(cfg, checkpoint)
         return dict(metrics, curve=[], eval_s=round(time.time() - start, 1),
-                    config_sha=config_fingerprint(config))
+                    config_sha=config_fingerprint(config),
+                    other_teachers=other_teachers_record(name))
     shutil.rmtree(work_dir, ignore_errors=True)
     cfg = experiment_config(config, work_dir, args.data_root, args.seed, args.iters,
                             teacher_checkpoint=args.teacher_checkpoint,
+                            teacher_config=args.teacher_config,
                             train_data_root=args.data_root if kind == 'real' else None)
     cfg.train_cfg.val_interval = max(1, cfg.train_cfg.max_iters // 4)
-    row: Dict[str, Any] = dict(config_sha=config_fingerprint(config))
+    row: Dict[str, Any] = dict(config_sha=config_fingerprint(config),
+                               other_teachers=other_teachers_record(name))
     if kind == 'bank':
         row.update(bank_for(name, args, results))
         cfg.train_dataloader.dataset.data_root = row['bank']
@@ -295,11 +376,18 @@ def _demo_bank(demo: Dict[str, Any]) -> Dict[str, Any]:
     return bank
 
 
+def row_of_config(config: str) -> Optional[str]:
+    """The row of ``ROWS`` whose config file has the name of ``config``, or None."""
+    return next((name for name, (_, file) in ROWS.items()
+                 if file == osp.basename(config)), None)
+
+
 def rows_from_demo(path: str, iters: int, teacher_sha: str, data_root: str = 'data/demo',
                    seed: int = 0) -> Dict[str, Any]:
-    """The rows ``make demo`` already measured (teacher, student_real, dfkd_images), if its
-    summary at ``path`` used the same data, teacher checkpoint and student schedule (and, for
-    the students, seed), each with its config as it is now."""
+    """The rows ``make demo`` already measured (teacher, student_real, and the row of its
+    data-free student's config), if its summary at ``path`` used the same data, teacher
+    checkpoint and student schedule (and, for the students, seed), each with its config as it
+    is now."""
     if not osp.isfile(path):
         return {}
     with open(path) as f:
@@ -309,22 +397,23 @@ def rows_from_demo(path: str, iters: int, teacher_sha: str, data_root: str = 'da
             or osp.abspath(demo.get('data', {}).get('out_dir', '')) != osp.abspath(data_root)):
         return {}
     stages = demo['stages_s']
-    extras = dict(
-        teacher={},
-        student_real=dict(iters=iters, train_s=stages['student_real_train']),
-        dfkd_images=dict(iters=iters, train_s=stages['student_train'],
-                         synthesis_s=stages['synthesis'],
-                         synthetic_images=demo['synthesis']['num_images'], **_demo_bank(demo)))
-    entries = dict(teacher='teacher', student_real='student_real', dfkd_images='student')
+    entries = dict(teacher=('teacher', {}),
+                   student_real=('student_real', dict(iters=iters,
+                                                      train_s=stages['student_real_train'])))
+    student_row = row_of_config(demo['student'].get('config', ''))
+    if student_row is not None:
+        entries[student_row] = ('student', dict(
+            iters=iters, train_s=stages['student_train'], synthesis_s=stages['synthesis'],
+            synthetic_images=demo['synthesis']['num_images'], **_demo_bank(demo)))
     rows = {}
-    for name, key in entries.items():
+    for name, (key, extras) in entries.items():
         entry = demo[key]
         if ((name != 'teacher' and _demo_run_seed(entry) != seed)
                 or entry.get('config_sha') != _fingerprint(name)):
             continue
         rows[name] = dict(bbox_mAP=entry['bbox_mAP'], bbox_mAP_50=entry['bbox_mAP_50'],
                           curve=entry.get('curve', []), config_sha=entry['config_sha'],
-                          source=path, **extras[name])
+                          source=path, **extras)
         if name != 'teacher':
             rows[name].update(checkpoint_record(entry.get('checkpoint')))
     return rows
@@ -416,7 +505,7 @@ def report_values(results: Dict[str, Any]) -> Dict[str, Dict[str, Optional[float
 
     def over(name: str, reference: str) -> Optional[float]:
         divisor = rows.get(reference, {}).get('bbox_mAP')
-        if name == 'teacher' or not divisor:
+        if row_kind(name) == 'teacher' or not divisor:
             return None
         return rows[name]['bbox_mAP'] / divisor
 
@@ -429,7 +518,7 @@ def _cells(name: str, row: Dict[str, Any], values: Dict[str, Optional[float]]) -
     def number(value: Optional[float], fmt: str) -> str:
         return 'n/a' if value is None else format(value, fmt)
 
-    teacher = name == 'teacher'
+    teacher = row_kind(name) == 'teacher'
     cells = [f"{row['bbox_mAP']:.3f}", f"{row['bbox_mAP_50']:.3f}",
              '-' if teacher else number(values['ratio'], '.2f'),
              '-' if teacher else number(values['retention'], '.2f')]
@@ -453,8 +542,10 @@ def report_table(results: Dict[str, Any]) -> str:
     """The markdown report: settings, the table (see the module docstring) and notes."""
     rows = results['rows']
     values = report_values(results)
+    teacher = (f", teacher {results['teacher_config']}" if results.get('teacher_config')
+               else '')
     lines = [f"Demo data ({results['data_root']}), student schedule {results['iters']} "
-             f"iterations, seed {results.get('seed', 0)}; {results['date']}, "
+             f"iterations, seed {results.get('seed', 0)}{teacher}; {results['date']}, "
              f"{results['machine']}.", '',
              '| method | bbox mAP | mAP50 | synthetic / real | retention | teacher fwd + bwd '
              '/ image | images / s | fidelity | realism FD (real ref.) | time |',
@@ -483,7 +574,28 @@ def report_table(results: Dict[str, Any]) -> str:
                   'images)' if realism else '') + '.',
               "time: training, plus the bank's synthesis for rows that train from a bank. "
               "'-': does not apply; 'n/a': not measured."]
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines + teacher_comparison(results)) + '\n'
+
+
+def teacher_comparison(results: Dict[str, Any]) -> List[str]:
+    """The lines of the teacher-by-teacher table: each row of ``TEACHER_COMPARISON`` with its
+    mAP over each teacher row's and over the better teacher's; none without two teacher rows."""
+    rows = results['rows']
+    teachers = [name for name in ROWS if row_kind(name) == 'teacher' and name in rows]
+    students = [name for name in TEACHER_COMPARISON if name in rows]
+    if len(teachers) < 2 or not students:
+        return []
+    best = max(teachers, key=lambda name: rows[name]['bbox_mAP'])
+    lines = ['', 'Retention teacher by teacher (mAP over each teacher\'s; the better teacher: '
+             f'{ROWS[best][0]}, {rows[best]["bbox_mAP"]:.3f}):', '',
+             '| method | bbox mAP | ' + ' | '.join(f'/ {name}' for name in teachers)
+             + ' | / better teacher |', '|---|---|' + '---|' * (len(teachers) + 1)]
+    for name in students:
+        mAP = rows[name]['bbox_mAP']
+        lines.append(f'| {ROWS[name][0]} | {mAP:.3f} | ' + ' | '.join(
+            f"{mAP / rows[t]['bbox_mAP']:.2f}" for t in teachers)
+            + f" | {mAP / rows[best]['bbox_mAP']:.2f} |")
+    return lines
 
 
 def plot_results(results: Dict[str, Any]):
@@ -512,7 +624,8 @@ def plot_results(results: Dict[str, Any]):
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
 
-    values = {name: v for name, v in report_values(results).items() if name != 'teacher'}
+    values = {name: v for name, v in report_values(results).items()
+              if row_kind(name) != 'teacher'}
     width = 0.38
     for offset, key, label in ((-width / 2, 'ratio', f'synthetic / real ({REAL_KD_ROW})'),
                                (width / 2, 'retention', 'retention (/ teacher)')):
@@ -552,6 +665,7 @@ def main() -> None:
     if args.iters is None:
         args.iters = _config('student_real').train_cfg.max_iters
     settings = dict(data_root=args.data_root, iters=args.iters,
+                    teacher_config=args.teacher_config,
                     teacher_checkpoint=args.teacher_checkpoint,
                     teacher_sha=file_fingerprint(args.teacher_checkpoint), seed=args.seed)
     results: Dict[str, Any] = dict(settings, rows={})
@@ -561,7 +675,8 @@ def main() -> None:
         if all(previous.get(k) == v for k, v in settings.items()):
             results['rows'] = {
                 row_name: row for row_name, row in previous['rows'].items()
-                if row_name in ROWS and row.get('config_sha') == _fingerprint(row_name)}
+                if row_name in ROWS and row.get('config_sha') == _fingerprint(row_name)
+                and row.get('other_teachers', {}) == other_teachers_record(row_name)}
     results.update(tag=args.tag, date=time.strftime('%Y-%m-%d'),
                    machine=f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
     if not args.force:
@@ -571,6 +686,10 @@ def main() -> None:
             results['rows'].setdefault(row_name, row)
     todo: List[str] = [r for r in args.rows if r not in results['rows']]
     for row_name in todo:
+        message = missing_teacher_message(row_name)
+        if message:
+            print(f'[quality] {message}', flush=True)
+            continue
         print(f'\n===== [quality {time.strftime("%H:%M:%S")}] {row_name} =====', flush=True)
         results['rows'][row_name] = run_row(row_name, args, results)
         add_synthesis_figures(results)

@@ -11,8 +11,8 @@ Stages, each timed and announced as it starts:
 5. synthesize images from the frozen teacher alone (BatchNorm-statistics and box-conditioned
    inversion, ``tools/generate_synthetic.py``) and store them;
 6. distill the teacher into the same student, with the same schedule, on augmented views of
-   those synthetic images, the teacher run online on each view: no real training image is
-   read;
+   those synthetic images, half of them mosaics of four (new scenes, relabeled by the teacher),
+   the teacher run online on each view: no real training image is read;
 7. evaluate both students on demo val, and measure parameters, GFLOPs and CPU latency of teacher
    and student at the demo's image size.
 
@@ -43,7 +43,7 @@ CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'demo')
 TEACHER_CONFIG = osp.join(CONFIG_DIR, 'retinanet_r18_shapes.py')
 STUDENT_REAL_CONFIG = osp.join(CONFIG_DIR, 'retinanet_deit_tiny_shapes.py')
 SYNTHESIS_CONFIG = osp.join(CONFIG_DIR, 'dfkd_deit_tiny_shapes.py')
-STUDENT_CONFIG = osp.join(CONFIG_DIR, 'dfkd_images_deit_tiny_shapes.py')
+STUDENT_CONFIG = osp.join(CONFIG_DIR, 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Validations on demo val during each student's training (the mAP-against-iteration curves).
 VALIDATIONS = 4
 # The demo dataset: 128 px images, 1 to 4 objects each, sides 12% to 55% of the image.
@@ -68,6 +68,14 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument('--num-synthetic', type=int, default=None,
                         help='synthetic images to generate (default: the synthesis config\'s '
                              '`num_synthetic`)')
+    parser.add_argument('--objects-per-image', type=int, nargs=2, metavar=('MIN', 'MAX'),
+                        default=DATA['objects_per_image'],
+                        help='objects per demo image (default: %(default)s); other values '
+                             'make a demo variant (use another --data-root and --work-dir)')
+    parser.add_argument('--scale-range', type=float, nargs=2, metavar=('MIN', 'MAX'),
+                        default=DATA['scale_range'],
+                        help="objects' sides as fractions of the image side (default: "
+                             '%(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='data and training seed')
     args = parser.parse_args(argv)
     for name in ('num_train', 'num_val', 'teacher_iters', 'student_iters', 'num_synthetic'):
@@ -154,7 +162,9 @@ def main(argv: Optional[list] = None) -> Dict[str, Any]:
     demo_start = time.time()
 
     _stage(1, 'demo data')
-    data = dict(DATA, num_train=args.num_train, num_val=args.num_val)
+    data = dict(DATA, num_train=args.num_train, num_val=args.num_val,
+                objects_per_image=tuple(args.objects_per_image),
+                scale_range=tuple(args.scale_range))
     summary['data'] = _timed(summary, 'data',
                              lambda: make_shapes_coco(args.data_root, seed=args.seed, **data))
     shape = (data['img_size'], data['img_size'])

@@ -42,10 +42,12 @@ def _bank(path, synthesizer=None, **figures):
     return str(path)
 
 
-def _demo_summary(tmp_path, iters=800, teacher_sha='abc', student_sha=None, seed=0):
+def _demo_summary(tmp_path, iters=800, teacher_sha='abc', student_sha=None, seed=0,
+                  student_row='dfkd_images'):
     """A demo summary.json (returned: its path) whose entries carry the hashes of the configs
     as they are now (``student_sha`` replaces the data-free student's), with the students'
-    runs made with ``seed`` and its bank under ``tmp_path``."""
+    runs made with ``seed`` and its bank under ``tmp_path``; its data-free student was trained
+    with the config of ``student_row``."""
     entry = dict(bbox_mAP=0.2, bbox_mAP_50=0.4, curve=[dict(iter=400, bbox_mAP=0.1,
                                                             bbox_mAP_50=0.2)])
     bank = _bank(tmp_path / 'synthetic_bank')
@@ -55,9 +57,9 @@ def _demo_summary(tmp_path, iters=800, teacher_sha='abc', student_sha=None, seed
                                      **_demo_run(tmp_path, 'student_real',
                                                  '/x/retinanet_deit_tiny_shapes.py', seed)),
                    student=dict(entry, iters=iters,
-                                config_sha=student_sha or _sha('dfkd_images'),
+                                config_sha=student_sha or _sha(student_row),
                                 **_demo_run(tmp_path, 'student',
-                                            '/x/dfkd_images_deit_tiny_shapes.py', seed)),
+                                            '/x/' + quality.ROWS[student_row][1], seed)),
                    stages_s=dict(student_real_train=10., student_train=12., synthesis=5.),
                    data=dict(out_dir='data/demo'),
                    synthesis=dict(num_images=64, path=bank, teacher_mAP_on_synthetic=0.3))
@@ -84,6 +86,16 @@ def test_rows_come_from_the_demo_only_when_data_seed_teacher_and_schedule_match(
     # Another seed: only the teacher, which is evaluated, not trained.
     assert set(quality.rows_from_demo(path, 800, 'abc', seed=1)) == {'teacher'}
     assert quality.rows_from_demo(str(tmp_path / 'none.json'), 800, 'abc') == {}
+
+
+def test_the_demo_student_fills_the_row_of_its_config(tmp_path):
+    rows = quality.rows_from_demo(_demo_summary(tmp_path, student_row='dfkd_images_mosaic'),
+                                  800, 'abc')
+    assert set(rows) == {'teacher', 'student_real', 'dfkd_images_mosaic'}
+    assert rows['dfkd_images_mosaic']['train_s'] == 12.
+    assert quality.row_of_config('/x/y/dfkd_images_mosaic_deit_tiny_shapes.py') == \
+        'dfkd_images_mosaic'
+    assert quality.row_of_config('/x/not_a_row.py') is None
 
 
 def test_a_demo_bank_rewritten_since_its_summary_gets_no_fingerprint(tmp_path):
@@ -115,7 +127,9 @@ def test_rows_are_of_the_kind_their_config_says():
     assert kinds == dict(teacher='teacher', student_real='real', student_real_kd='real',
                          dfkd_inversion='online', dfkd_generator='online', dfkd_images='bank',
                          dfkd_bank='bank', dfkd_images_mosaic='bank',
-                         dfkd_procedural='online', dfkd_images_procedural='bank')
+                         dfkd_procedural='online', dfkd_images_procedural='bank',
+                         teacher_rednet26='teacher', dfkd_rednet26_images_mosaic='bank',
+                         dfkd_ensemble_images_mosaic='bank', dfkd_ensemble_bank='bank')
 
 
 def _results(**maps):
@@ -272,13 +286,13 @@ def test_a_bank_row_trains_from_a_bank_of_its_own_synthesis_settings(tmp_path, m
     other = dict(inversion, lr=inversion['lr'] / 2)
     made = []
 
-    def synthesize_bank(config, out, num, teacher_checkpoint, seed=0):
-        made.append((osp.basename(config), num, seed))
-        return dict(path=_bank(tmp_path / 'made', inversion))
+    def synthesize_bank(config, out, num, teacher_checkpoint, seed=0, teacher_config=None):
+        made.append((osp.basename(config), num, seed, teacher_config))
+        return dict(path=_bank(tmp_path / f'made{len(made)}', inversion))
 
     monkeypatch.setattr(quality, 'synthesize_bank', synthesize_bank)
     args = argparse.Namespace(work_dir=str(tmp_path / 'work'), num_synthetic=None,
-                              teacher_checkpoint='teacher.pth', seed=3)
+                              teacher_checkpoint='teacher.pth', teacher_config=None, seed=3)
     results = _results(dfkd_bank=0.3)
     mismatched = _bank(tmp_path / 'other', other)
     results['rows']['dfkd_bank'].update(bank=mismatched, synthesis_s=1., synthetic_images=4,
@@ -286,9 +300,81 @@ def test_a_bank_row_trains_from_a_bank_of_its_own_synthesis_settings(tmp_path, m
     # The only bank has other synthesis settings: a new one is made with the row's synthesis
     # config (dfkd_images names none: the demo's inversion).
     bank = quality.bank_for('dfkd_images', args, results)
-    assert made == [('dfkd_deit_tiny_shapes.py', 256, 3)]
-    assert bank['bank'] == str(tmp_path / 'made') and bank['synthetic_images'] == 256
+    assert made == [('dfkd_deit_tiny_shapes.py', 256, 3, None)]
+    assert bank['bank'] == str(tmp_path / 'made1') and bank['synthetic_images'] == 256
     # A bank with the row's settings is reused as it is.
     results['rows']['dfkd_images'] = dict(results['rows']['dfkd_bank'], **bank)
     assert quality.bank_for('dfkd_images_mosaic', args, results)['bank'] == bank['bank']
     assert len(made) == 1
+    # Another teacher (--teacher-config): the bank is synthesized from that teacher's model.
+    args.teacher_config = 'configs/demo/retinanet_r18_frozen_bn_shapes.py'
+    quality.bank_for('dfkd_images', args, _results(dfkd_bank=0.3))
+    assert made[-1][3] == args.teacher_config
+
+
+def test_another_teacher_is_every_distillers_teacher_and_named_in_the_report(tmp_path):
+    teacher = osp.join('configs', 'demo', 'retinanet_r18_frozen_bn_shapes.py')
+    cfg = experiment.experiment_config(
+        osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py'),
+        str(tmp_path / 'run'), 'data/demo', teacher_checkpoint='frozen.pth',
+        teacher_config=teacher)
+    assert [(t.config, t.checkpoint) for t in cfg.model.teachers] == [
+        (osp.abspath(teacher), 'frozen.pth')]
+    # Without one, the config's own teacher stays.
+    cfg = experiment.experiment_config(
+        osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py'),
+        str(tmp_path / 'run'), 'data/demo')
+    assert cfg.model.teachers[0].config.endswith('_base_/models/retinanet_r18_shapes.py')
+    results = dict(_results(teacher=0.3), teacher_config=teacher)
+    assert f'teacher {teacher};' in quality.report_table(results).splitlines()[0]
+    assert 'teacher' not in quality.report_table(_results(teacher=0.3)).splitlines()[0]
+
+
+def test_only_the_demo_teacher_is_replaced_in_a_two_teacher_config(tmp_path):
+    ensemble = osp.join(REPO_ROOT, 'configs', 'demo',
+                        'dfkd_ensemble_images_mosaic_deit_tiny_shapes.py')
+    cfg = experiment.experiment_config(ensemble, str(tmp_path / 'run'), 'data/demo',
+                                       teacher_checkpoint='variant.pth')
+    assert [t.checkpoint for t in cfg.model.teachers] == [
+        'variant.pth', quality.OTHER_TEACHERS['teacher_rednet26'][0]]
+    assert experiment.demo_teacher_options(ensemble, 'variant.pth') == [
+        'model.teachers.0.checkpoint=variant.pth']
+
+
+def test_rows_that_need_an_untrained_teacher_say_what_trains_it(tmp_path, monkeypatch):
+    rednet = quality.OTHER_TEACHERS['teacher_rednet26'][0]
+    # Every config that distills from the involution teacher names the checkpoint its row is
+    # evaluated from.
+    for name in ('dfkd_rednet26_images_mosaic', 'dfkd_ensemble_images_mosaic',
+                 'dfkd_ensemble_bank'):
+        assert quality.other_teacher_checkpoints(name) == [rednet]
+    assert quality.other_teacher_checkpoints('dfkd_images_mosaic') == []
+    monkeypatch.chdir(tmp_path)  # no work_dirs/ here: the teacher is not trained
+    message = quality.missing_teacher_message('dfkd_ensemble_bank')
+    assert rednet in message and 'make demo-rednet-teacher' in message
+    assert quality.missing_teacher_message('dfkd_images_mosaic') is None
+    assert quality.other_teachers_record('teacher_rednet26') == {rednet: None}
+    # Once it exists, its hash is recorded with the rows that use it.
+    path = tmp_path / rednet
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'weights')
+    assert quality.missing_teacher_message('teacher_rednet26') is None
+    assert quality.other_teachers_record('dfkd_ensemble_bank') == {
+        rednet: experiment.file_fingerprint(rednet)}
+
+
+def test_two_teachers_give_retention_teacher_by_teacher():
+    results = _results(teacher=0.4, teacher_rednet26=0.5, student_real_kd=0.4,
+                       dfkd_images_mosaic=0.2, dfkd_ensemble_images_mosaic=0.3)
+    lines = quality.teacher_comparison(results)
+    assert lines[3] == ('| method | bbox mAP | / teacher | / teacher_rednet26 | '
+                        '/ better teacher |')
+    ensemble = next(line for line in lines if line.startswith(
+        f"| {quality.ROWS['dfkd_ensemble_images_mosaic'][0]} |"))
+    assert ensemble.endswith('| 0.300 | 0.75 | 0.60 | 0.60 |')
+    assert 'better teacher: ' + quality.ROWS['teacher_rednet26'][0] in lines[1]
+    assert quality.report_table(results).endswith(lines[-1] + '\n')
+    # Teacher rows get no ratio and no bar.
+    assert 'teacher_rednet26' not in [t.get_text() for t in
+                                      quality.plot_results(results).axes[1].get_xticklabels()]
+    assert quality.teacher_comparison(_results(teacher=0.4, dfkd_images_mosaic=0.2)) == []

@@ -11,7 +11,8 @@ def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
     data_root, work_dir = str(tmp_path / 'data'), str(tmp_path / 'work')
     result = run_tool(['tools/run_demo.py', '--data-root', data_root, '--work-dir', work_dir,
                        '--num-train', '16', '--num-val', '8', '--teacher-iters', '2',
-                       '--student-iters', '2', '--num-synthetic', '4'])
+                       '--student-iters', '2', '--num-synthetic', '4',
+                       '--objects-per-image', '1', '2', '--scale-range', '0.3', '0.5'])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in range(1, 8):
         assert f'{stage}/7' in result.stdout  # progress is shown stage by stage
@@ -27,7 +28,17 @@ def test_demo_runs_every_stage_and_writes_the_summary(tmp_path):
         assert len(entry['config_sha']) == 16  # the quality benchmark checks rows by it
     assert summary['teacher']['checkpoint_sha'] == file_fingerprint(
         summary['teacher']['checkpoint'])
+    # The demo pair compresses: fewer parameters and fewer GFLOPs than the teacher.
     assert summary['student']['params'] < summary['teacher']['params']
+    assert summary['student']['gflops'] < summary['teacher']['gflops']
+    assert osp.basename(summary['student']['config']) == 'dfkd_images_mosaic_deit_tiny_shapes.py'
+    # The data flags made the data: at most 2 objects per image, sides from 0.3 of the image.
+    with open(osp.join(data_root, 'annotations', 'instances_train.json')) as f:
+        train = json.load(f)
+    per_image = [sum(a['image_id'] == image['id'] for a in train['annotations'])
+                 for image in train['images']]
+    assert max(per_image) <= 2
+    assert min(max(a['bbox'][2:]) for a in train['annotations']) >= 0.3 * 128 * 0.5
     assert summary['student']['iters'] == summary['student_real']['iters'] == 2
     for stage in ('data', 'teacher_train', 'teacher_eval', 'student_real_train', 'synthesis',
                   'student_train', 'student_eval', 'model_stats'):

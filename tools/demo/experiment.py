@@ -19,12 +19,17 @@ from mmdfkd.utils.file_hash import file_sha256
 # This file is tools/demo/experiment.py of a repository checkout: the demo and the benchmarks
 # run the configs and tools of that checkout.
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# The model config of the demo's CNN teacher, as the distillation configs name it: the teacher
+# that `teacher_checkpoint` and `teacher_config` of experiment_config() replace.
+DEMO_TEACHER_MODEL = osp.join(REPO_ROOT, 'configs', 'demo', '_base_', 'models',
+                              'retinanet_r18_shapes.py')
 
 
 def experiment_config(config: str, work_dir: str, data_root: str, seed: int = 0,
                       iters: Optional[int] = None,
                       teacher_checkpoint: Optional[str] = None,
-                      train_data_root: Optional[str] = None) -> Config:
+                      train_data_root: Optional[str] = None,
+                      teacher_config: Optional[str] = None) -> Config:
     """A config with its data roots, work dir, seed, schedule length and teacher filled in.
 
     The val and test dataloaders and evaluators read ``data_root`` (COCO layout with
@@ -40,8 +45,13 @@ def experiment_config(config: str, work_dir: str, data_root: str, seed: int = 0,
         seed: Seed of the run (``randomness.seed``).
         iters: New training length; the schedule keeps its shape (see
             :func:`scale_iter_schedule`). None keeps the config's.
-        teacher_checkpoint: Checkpoint of every teacher of a ``DetectionDistiller``; None keeps
-            the config's.
+        teacher_checkpoint: Checkpoint of the demo teacher: it replaces the checkpoint of every
+            teacher of a ``DetectionDistiller`` built from the demo teacher's model config
+            (``DEMO_TEACHER_MODEL``); other teachers (e.g. the involution teacher of an
+            ensemble) keep theirs. None keeps the config's.
+        teacher_config: Config (model or training config) of another teacher to distill from
+            in place of the demo teacher, wherever a distiller uses that (with its
+            ``teacher_checkpoint``); None keeps the config's.
 
     Returns:
         The config, ready for :func:`train` or :func:`evaluate`.
@@ -63,9 +73,13 @@ def experiment_config(config: str, work_dir: str, data_root: str, seed: int = 0,
     cfg.default_hooks.logger.log_metric_by_epoch = False
     if iters is not None:
         scale_iter_schedule(cfg, iters)
-    if teacher_checkpoint is not None:
-        for teacher in cfg.model.get('teachers', []):
+    for teacher in cfg.model.get('teachers', []):
+        if osp.abspath(str(teacher.config)) != DEMO_TEACHER_MODEL:
+            continue
+        if teacher_checkpoint is not None:
             teacher.checkpoint = teacher_checkpoint
+        if teacher_config is not None:
+            teacher.config = osp.abspath(teacher_config)
     return cfg
 
 
@@ -143,8 +157,23 @@ def validation_curve(work_dir: str) -> List[Dict[str, float]]:
     return curve
 
 
+def demo_teacher_options(config: str, teacher_checkpoint: str,
+                         teacher_config: Optional[str] = None) -> List[str]:
+    """``--cfg-options`` entries that give every teacher of ``config`` built from the demo
+    teacher's model config the checkpoint ``teacher_checkpoint`` (and ``teacher_config``, if
+    given), as :func:`experiment_config` does."""
+    options = []
+    for index, teacher in enumerate(Config.fromfile(config).model.get('teachers', [])):
+        if osp.abspath(str(teacher.config)) == DEMO_TEACHER_MODEL:
+            options.append(f'model.teachers.{index}.checkpoint={teacher_checkpoint}')
+            if teacher_config is not None:
+                options.append(f'model.teachers.{index}.config={osp.abspath(teacher_config)}')
+    return options
+
+
 def synthesize_bank(config: str, out: str, num: int, teacher_checkpoint: str, seed: int = 0,
-                    extra_options: Optional[List[str]] = None) -> Dict[str, Any]:
+                    extra_options: Optional[List[str]] = None,
+                    teacher_config: Optional[str] = None) -> Dict[str, Any]:
     """Writes a bank of synthetic images with the teacher's outputs
     (``tools/generate_synthetic.py --store-outputs``) in a subprocess.
 
@@ -152,9 +181,11 @@ def synthesize_bank(config: str, out: str, num: int, teacher_checkpoint: str, se
         config: A data-free config (its ``ImageSynthesisHook`` synthesizer is used).
         out: Bank directory; must not exist.
         num: Number of images.
-        teacher_checkpoint: Checkpoint of the config's teacher.
+        teacher_checkpoint: Checkpoint of the demo teacher (see :func:`experiment_config`).
         seed: Synthesis seed.
         extra_options: More ``--cfg-options`` entries (``key=value``).
+        teacher_config: Another teacher's config in place of the demo teacher's (see
+            :func:`experiment_config`).
 
     Returns:
         dict: The bank's ``summary.json`` (fidelity, images per second, ...) plus ``path``.
@@ -164,7 +195,7 @@ def synthesize_bank(config: str, out: str, num: int, teacher_checkpoint: str, se
     """
     cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'generate_synthetic.py'), config,
            '--num', str(num), '--out', out, '--store-outputs', '--seed', str(seed),
-           '--cfg-options', f'model.teachers.0.checkpoint={teacher_checkpoint}',
+           '--cfg-options', *demo_teacher_options(config, teacher_checkpoint, teacher_config),
            *(extra_options or [])]
     print('[mmdfkd] ' + ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True)
