@@ -675,7 +675,9 @@ def main() -> None:
         if all(previous.get(k) == v for k, v in settings.items()):
             results['rows'] = {
                 row_name: row for row_name, row in previous['rows'].items()
-                if row_name in ROWS and row.get('config_sha') == _fingerprint(row_name)
+                if row_name in ROWS and row.get('config_sha') == (
+                    config_fingerprint(args.teacher_config)
+                    if row_name == 'teacher' and args.teacher_config else _fingerprint(row_name))
                 and row.get('other_teachers', {}) == other_teachers_record(row_name)}
     results.update(tag=args.tag, date=time.strftime('%Y-%m-%d'),
                    machine=f'{os.cpu_count()} CPU cores, torch {torch.__version__}')

@@ -378,3 +378,32 @@ def test_two_teachers_give_retention_teacher_by_teacher():
     assert 'teacher_rednet26' not in [t.get_text() for t in
                                       quality.plot_results(results).axes[1].get_xticklabels()]
     assert quality.teacher_comparison(_results(teacher=0.4, dfkd_images_mosaic=0.2)) == []
+
+
+def test_a_teacher_variants_rows_are_kept_on_rerun(tmp_path, monkeypatch):
+    """A run with --teacher-config measures each row once: the teacher row is recognized by
+    the hash of that teacher's config, not the demo teacher's."""
+    teacher = osp.join(REPO_ROOT, 'configs', 'demo', 'retinanet_r18_frozen_bn_shapes.py')
+    (tmp_path / 'data' / 'annotations').mkdir(parents=True)
+    (tmp_path / 'data' / 'annotations' / 'instances_val.json').write_text('{}')
+    (tmp_path / 'frozen.pth').write_bytes(b'weights')
+    ran = []
+
+    def run_row(name, args, results):
+        ran.append(name)
+        assert args.teacher_config == teacher
+        return dict(bbox_mAP=0.3, bbox_mAP_50=0.5, curve=[], other_teachers={},
+                    config_sha=experiment.config_fingerprint(teacher))
+
+    monkeypatch.setattr(quality, 'run_row', run_row)
+    monkeypatch.setattr(quality, 'add_realism', lambda results, args: None)
+    argv = ['quality.py', '--data-root', str(tmp_path / 'data'), '--teacher-checkpoint',
+            str(tmp_path / 'frozen.pth'), '--teacher-config', teacher, '--tag', 'frozen',
+            '--out-dir', str(tmp_path / 'out'), '--iters', '800', '--rows', 'teacher',
+            '--demo-summary', str(tmp_path / 'none.json')]
+    monkeypatch.setattr('sys.argv', argv)
+    quality.main()
+    quality.main()
+    assert ran == ['teacher']
+    with open(tmp_path / 'out' / 'quality_frozen.json') as f:
+        assert json.load(f)['teacher_config'] == teacher

@@ -91,11 +91,11 @@ def test_meter_scores_the_val_images_against_themselves_as_zero(tiny_shapes_root
     val, train = _split(tiny_shapes_root, 'val'), _split(tiny_shapes_root, 'train')
     meter = realism.RealismMeter(STUDENT_CONFIG, student_checkpoint, val, train, batch_size=3)
     features = meter.features(val[:5])
-    assert features.shape == (5, 192) and features.dtype == np.float64  # one ViT level, 192 ch
+    assert features.shape == (5, 128) and features.dtype == np.float64  # one ViT level, 128 ch
     # Batching does not change a feature (the images have one size: no padding).
     assert np.allclose(meter.features(val[3:5]), features[3:5], atol=1e-5)
     score = meter.score(val)
-    # 0 up to rounding (8 samples in 192 dimensions: 185 zero eigenvalues, see
+    # 0 up to rounding (8 samples in 128 dimensions: 121 zero eigenvalues, see
     # frechet_distance), far below the reference of 8 other real images.
     assert abs(score['fd']) < 1e-5 * score['reference_fd']
     assert score['reference_fd'] > 0 and score['images'] == score['reference_images'] == 8
