@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmdfkd-setup-done
 SETUP_INPUTS := requirements.txt setup.py $(wildcard scripts/*.sh)
 
-.PHONY: setup setup-fresh test demo demo-frozen-bn-teacher demo-rednet-teacher benchmarks clean
+.PHONY: setup setup-fresh test demo demo-frozen-bn-teacher demo-rednet-teacher demo-vit-teacher \
+	benchmarks clean
 
 setup: $(STAMP)
 
@@ -34,13 +35,26 @@ demo-rednet-teacher: $(STAMP)
 	$(PY) tools/train.py configs/demo/retinanet_rednet26_shapes.py \
 		--work-dir work_dirs/demo/teacher_rednet26
 
-# After `make demo` (they use its data and teacher): quality, speed, compactness, memory.
+# After `make demo` (its data and CNN teacher): the ViT teacher (twice the student's width, no
+# BatchNorm), trained on the real train images by distillation from the CNN teacher and
+# exported as a plain detector, for configs/demo/*vit256*.
+demo-vit-teacher: $(STAMP)
+	$(PY) tools/train.py configs/demo/kd_vit256_teacher_shapes.py \
+		--work-dir work_dirs/demo/teacher_vit256
+	$(PY) tools/export_student.py configs/demo/kd_vit256_teacher_shapes.py \
+		work_dirs/demo/teacher_vit256/iter_800.pth --out work_dirs/demo/teacher_vit256
+
+# After `make demo` (they use its data, teacher and bank): quality, speed, compactness, memory,
+# GroupNorm or BatchNorm, Lanczos or bilinear, ONNX latency, lottery tickets (hours on a CPU).
 benchmarks: $(STAMP)
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/compactness.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/norm_batch.py
+	$(PY) benchmarks/lanczos.py
+	$(PY) benchmarks/deploy_latency.py
+	$(PY) benchmarks/lottery_ticket.py
 
 clean:
 	rm -rf work_dirs data/demo .pytest_cache

@@ -44,7 +44,6 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import torch
 from mmengine.config import Config
 
 import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
@@ -53,6 +52,8 @@ import mmdfkd  # noqa: F401  (registers modules, allows mmengine checkpoints)
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
 from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
                              experiment_config, file_fingerprint, train, validation_curve)
+from demo.results import (add_demo_arguments, check_demo_inputs, kept_entries,  # noqa: E402
+                          machine)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Norm name -> (label in the report, norm_cfg of the student's neck and bbox_head; None keeps
@@ -66,34 +67,9 @@ SETTING_KEYS = ('data_root', 'bank', 'bank_sha', 'teacher_checkpoint', 'teacher_
                 'seed')
 
 
-def check_inputs(teacher_checkpoint: str, data_root: str, bank: str) -> None:
-    """Checks that what ``make demo`` makes is there before anything trains.
-
-    Args:
-        teacher_checkpoint: The demo teacher's checkpoint.
-        data_root: The demo data (COCO layout).
-        bank: The synthetic bank; its ``summary.json`` is written last, once the bank is
-            complete.
-
-    Raises:
-        FileNotFoundError: If any of them is missing; the message names each missing file,
-            the flag that points elsewhere, and says to run ``make demo`` first.
-    """
-    inputs = ((teacher_checkpoint, 'teacher checkpoint', '--teacher-checkpoint'),
-              (osp.join(data_root, 'annotations', 'instances_val.json'),
-               'demo val annotations', '--data-root'),
-              (osp.join(bank, 'summary.json'), 'summary of the synthetic bank', '--bank'))
-    missing = [f'the {what} {path} does not exist ({flag})'
-               for path, what, flag in inputs if not osp.isfile(path)]
-    if missing:
-        raise FileNotFoundError('; '.join(missing) + '. Run `make demo` first (it makes the '
-                                'demo data, trains the teacher and synthesizes the bank), or '
-                                'point the flags in parentheses at existing ones.')
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The command line (see the module docstring), its inputs checked
-    (:func:`check_inputs`); ``iters`` is the config's when not given."""
+    (:func:`demo.results.check_demo_inputs`); ``iters`` is the config's when not given."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--norms', nargs='+', choices=list(NORMS), default=list(NORMS),
                         help="norm of the student's neck and bbox_head")
@@ -101,16 +77,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='batch sizes of the training dataloader')
     parser.add_argument('--iters', type=int, default=None,
                         help="training iterations of every run (default: the config's)")
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--data-root', default='data/demo', help='demo data (make demo)')
-    parser.add_argument('--teacher-checkpoint', default='work_dirs/demo/teacher/iter_1500.pth',
-                        help='the demo teacher (make demo trains it)')
-    parser.add_argument('--bank', default='work_dirs/demo/synthetic_bank',
-                        help='stored synthetic images (make demo synthesizes them)')
-    parser.add_argument('--work-dir', default='work_dirs/benchmarks/norm_batch',
-                        help='where the runs train, one folder per norm and batch size')
-    parser.add_argument('--out-dir', default=osp.join(REPO_ROOT, 'benchmarks', 'results'))
-    parser.add_argument('--force', action='store_true', help='rerun runs already measured')
+    add_demo_arguments(parser, 'work_dirs/benchmarks/norm_batch')
     args = parser.parse_args(argv)
     # A norm or batch size given twice is one run.
     args.norms = list(dict.fromkeys(args.norms))
@@ -121,7 +88,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.iters is not None and args.iters < 1:
         parser.error(f'--iters must be 1 or more, got {args.iters}')
     try:
-        check_inputs(args.teacher_checkpoint, args.data_root, args.bank)
+        check_demo_inputs(args.teacher_checkpoint, args.data_root, args.bank)
     except FileNotFoundError as error:
         parser.error(str(error))
     if args.iters is None:
@@ -159,25 +126,6 @@ def settings_of(args: argparse.Namespace) -> Dict[str, Any]:
                 teacher_checkpoint=args.teacher_checkpoint,
                 teacher_sha=file_fingerprint(args.teacher_checkpoint), iters=args.iters,
                 seed=args.seed)
-
-
-def kept_rows(path: str, settings: Dict[str, Any], config_sha: str) -> Dict[str, Any]:
-    """The runs of a previous results file that still hold: made with the same ``settings``
-    and a config of hash ``config_sha``; none if the file does not exist."""
-    if not osp.isfile(path):
-        return {}
-    with open(path) as f:
-        previous = json.load(f)
-    if any(previous.get(key) != settings[key] for key in SETTING_KEYS):
-        return {}
-    return {key: row for key, row in previous['rows'].items()
-            if row.get('config_sha') == config_sha}
-
-
-def machine() -> str:
-    """The machine in words: CPU cores, the GPU training runs on if there is one, torch."""
-    gpu = f', {torch.cuda.get_device_name()}' if torch.cuda.is_available() else ''
-    return f'{os.cpu_count()} CPU cores{gpu}, torch {torch.__version__}'
 
 
 def run_row(norm: str, batch_size: int, args: argparse.Namespace,
@@ -245,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = settings_of(args)
     config_sha = config_fingerprint(CONFIG)
     results: Dict[str, Any] = dict(
-        settings, rows={} if args.force else kept_rows(path, settings, config_sha))
+        settings, rows={} if args.force else kept_entries(path, settings, config_sha, 'rows'))
     todo: List[Tuple[str, int]] = [(norm, batch) for norm in args.norms
                                    for batch in args.batch_sizes
                                    if row_key(norm, batch) not in results['rows']]

@@ -28,12 +28,19 @@ Rows (same student, same schedule; each evaluated on the real demo val split wit
 * ``dfkd_ensemble_images_mosaic``: as ``dfkd_images_mosaic``, from both teachers (images
   inverted from both, both run online, their terms weighted 0.5 each);
 * ``dfkd_ensemble_bank``: the images inverted from both teachers, stored with both teachers'
-  outputs, so training runs neither.
+  outputs, so training runs neither;
+* ``teacher_vit256``: the ViT teacher (the student's detector at twice its width, no
+  BatchNorm; trained on the real train images by distillation from the CNN teacher, as DeiT
+  was, by ``make demo-vit-teacher``), evaluated;
+* ``dfkd_vit256_images_mosaic``: as ``dfkd_images_mosaic``, from the ViT teacher, inverted
+  without any BN prior (its detection loss and the image priors: the fallback);
+* ``dfkd_vit256_psim_images_mosaic``: the same, inverted with the patch-similarity prior of
+  PSAQ-ViT in place of the BN statistics the teacher lacks.
 
 Rows that need a teacher checkpoint other than the demo teacher's are skipped, with the command
 that trains it, until it exists; a row is measured again when such a checkpoint changes. With
-two teacher rows, the report adds the retention of the rows of ``TEACHER_COMPARISON`` against
-each teacher and against the better one.
+the teacher rows of a table of ``TEACHER_COMPARISONS`` measured, the report adds that table: the
+retention of its student rows against each of its teachers and against the better one.
 
 A row is one entry of ``ROWS`` (name -> label, config); what kind of row it is follows from its
 config: a config with an ``ImageSynthesisHook`` synthesizes during training, one that defines
@@ -60,8 +67,9 @@ run again with the same settings (data, schedule, seed, and the teacher checkpoi
 and their config unchanged (a hash of the resolved config is stored with each row); the rows
 ``make demo`` measured under the same conditions (teacher, student_real, and the row of its
 data-free student's config: dfkd_images_mosaic) are taken from its ``summary.json``, and its
-bank is reused by ``dfkd_bank`` (``--force`` reruns them all). A bank or checkpoint is used for the figures only while its file is the one the row
-was made with (a hash of the bank's ``summary.json`` and of the checkpoint is stored). Writes
+bank is reused by ``dfkd_bank`` (``--force`` reruns them all). A bank or checkpoint is used
+for the figures only while its file is the one the row was made with (a hash of the bank's
+``summary.json`` and of the checkpoint is stored). Writes
 ``quality.json``, ``quality.md`` and ``quality.png`` under ``benchmarks/results/``.
 
 A recipe change has to hold on other demo variants: another seed (``--seed``), or demo data
@@ -125,6 +133,16 @@ ROWS = {
                                     'dfkd_ensemble_images_mosaic_deit_tiny_shapes.py'),
     'dfkd_ensemble_bank': ('ViT student, data-free from both teachers (stored bank: no '
                            'teacher runs in training)', 'dfkd_ensemble_bank_deit_tiny_shapes.py'),
+    'teacher_vit256': ('ViT teacher (twice the student\'s width, no BN), real images + KD '
+                       'from the CNN teacher', 'retinanet_vit256_shapes.py'),
+    'dfkd_vit256_images_mosaic': ('ViT student, data-free from the ViT teacher (no BN prior: '
+                                  'detection loss and image priors; stored images in mosaics, '
+                                  'teacher online)',
+                                  'dfkd_vit256_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_vit256_psim_images_mosaic': ('ViT student, data-free from the ViT teacher (with the '
+                                       'patch-similarity prior; stored images in mosaics, '
+                                       'teacher online)',
+                                       'dfkd_vit256_psim_images_mosaic_deit_tiny_shapes.py'),
 }
 # Teacher rows besides the demo teacher (``teacher``, evaluated from --teacher-checkpoint): the
 # checkpoint each is evaluated from (the one the configs that distill from it name) and the
@@ -132,11 +150,20 @@ ROWS = {
 OTHER_TEACHERS = {
     'teacher_rednet26': ('work_dirs/demo/teacher_rednet26/iter_1500.pth',
                          'make demo-rednet-teacher'),
+    'teacher_vit256': ('work_dirs/demo/teacher_vit256/student.pth', 'make demo-vit-teacher'),
 }
-# The rows compared teacher by teacher (retention against each teacher row and the better one):
-# one teacher of each kind alone, and both.
-TEACHER_COMPARISON = ('dfkd_images_mosaic', 'dfkd_rednet26_images_mosaic',
-                      'dfkd_ensemble_images_mosaic', 'dfkd_ensemble_bank')
+# Tables of rows compared teacher by teacher, each (teacher rows, student rows): the retention
+# of each student row against each teacher and against the better one, and its mAP over the
+# first student row's (the same recipe from the CNN teacher). Convolution against involution,
+# alone and together; the CNN teacher against the ViT teacher, without and with the prior for
+# teachers without BN.
+TEACHER_COMPARISONS = (
+    (('teacher', 'teacher_rednet26'),
+     ('dfkd_images_mosaic', 'dfkd_rednet26_images_mosaic', 'dfkd_ensemble_images_mosaic',
+      'dfkd_ensemble_bank')),
+    (('teacher', 'teacher_vit256'),
+     ('dfkd_images_mosaic', 'dfkd_vit256_images_mosaic', 'dfkd_vit256_psim_images_mosaic')),
+)
 # The row whose mAP the synthetic / real ratio divides by: the same student with the same
 # distillation terms, on the real train images.
 REAL_KD_ROW = 'student_real_kd'
@@ -280,13 +307,15 @@ def checkpoint_record(checkpoint: Optional[str]) -> Dict[str, Any]:
 
 
 def bank_for(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Dict[str, Any]:
-    """The synthetic bank of a bank row: one a row (or ``make demo``) already made with this
-    teacher and the row's synthesis settings that is still there unchanged, else a new one.
+    """The synthetic bank of a bank row: one a row (or ``make demo``) already made with the
+    row's synthesis config and settings that is still there unchanged, else a new one.
 
-    The synthesis settings are those of the ``ImageSynthesisHook`` of the config the row's
-    config names in ``synthesis_config`` (a file of ``configs/demo``; default
-    ``dfkd_deit_tiny_shapes.py``, the demo's inversion), compared with the synthesizer a bank's
-    ``summary.json`` records.
+    The synthesis config is the file of ``configs/demo`` the row's config names in
+    ``synthesis_config`` (default ``dfkd_deit_tiny_shapes.py``, the demo's inversion). A bank
+    is reused if its ``summary.json`` names that config (it decides the teachers: configs with
+    the same synthesizer settings invert other teachers) and records the same synthesizer as
+    its ``ImageSynthesisHook``. The teachers' checkpoints are those of every row of the results
+    (the settings and ``other_teachers`` of a row hold them).
 
     Returns:
         dict: ``bank``, ``bank_sha``, ``synthesis_s`` and ``synthetic_images``.
@@ -299,9 +328,11 @@ def bank_for(name: str, args: argparse.Namespace, results: Dict[str, Any]) -> Di
         if not (row.get('bank') and row.get('bank_sha') == bank_fingerprint(row['bank'])):
             continue
         with open(osp.join(row['bank'], 'summary.json')) as f:
-            if json.load(f).get('synthesizer') == entry:
-                return {k: row[k] for k in ('bank', 'bank_sha', 'synthesis_s',
-                                            'synthetic_images')}
+            summary = json.load(f)
+        if (summary.get('synthesizer') == entry and summary.get('config')
+                and osp.realpath(summary['config']) == osp.realpath(synthesis_cfg)):
+            return {k: row[k] for k in ('bank', 'bank_sha', 'synthesis_s',
+                                        'synthetic_images')}
     num = args.num_synthetic or synthesis.num_synthetic
     start = time.time()
     out = osp.join(args.work_dir, 'bank_' + osp.splitext(osp.basename(synthesis_cfg))[0])
@@ -578,23 +609,31 @@ def report_table(results: Dict[str, Any]) -> str:
 
 
 def teacher_comparison(results: Dict[str, Any]) -> List[str]:
-    """The lines of the teacher-by-teacher table: each row of ``TEACHER_COMPARISON`` with its
-    mAP over each teacher row's and over the better teacher's; none without two teacher rows."""
+    """The lines of the teacher-by-teacher tables of ``TEACHER_COMPARISONS``: per table whose
+    teacher rows are all measured, each measured student row with its mAP over each teacher
+    row's, over the better teacher's and over the table's first student row's."""
     rows = results['rows']
-    teachers = [name for name in ROWS if row_kind(name) == 'teacher' and name in rows]
-    students = [name for name in TEACHER_COMPARISON if name in rows]
-    if len(teachers) < 2 or not students:
-        return []
-    best = max(teachers, key=lambda name: rows[name]['bbox_mAP'])
-    lines = ['', 'Retention teacher by teacher (mAP over each teacher\'s; the better teacher: '
-             f'{ROWS[best][0]}, {rows[best]["bbox_mAP"]:.3f}):', '',
-             '| method | bbox mAP | ' + ' | '.join(f'/ {name}' for name in teachers)
-             + ' | / better teacher |', '|---|---|' + '---|' * (len(teachers) + 1)]
-    for name in students:
-        mAP = rows[name]['bbox_mAP']
-        lines.append(f'| {ROWS[name][0]} | {mAP:.3f} | ' + ' | '.join(
-            f"{mAP / rows[t]['bbox_mAP']:.2f}" for t in teachers)
-            + f" | {mAP / rows[best]['bbox_mAP']:.2f} |")
+    lines: List[str] = []
+    for teachers, students in TEACHER_COMPARISONS:
+        measured = [name for name in students if name in rows]
+        if not all(name in rows for name in teachers) or not measured:
+            continue
+        best = max(teachers, key=lambda name: rows[name]['bbox_mAP'])
+        reference = students[0]
+        lines += ['', f'Retention teacher by teacher, {" against ".join(teachers)} (mAP over '
+                  f'each teacher\'s; the better teacher: {ROWS[best][0]}, '
+                  f'{rows[best]["bbox_mAP"]:.3f}; last column: over {reference}, the recipe '
+                  'from the CNN teacher):', '',
+                  '| method | bbox mAP | ' + ' | '.join(f'/ {name}' for name in teachers)
+                  + f' | / better teacher | / {reference} |',
+                  '|---|---|' + '---|' * (len(teachers) + 2)]
+        for name in measured:
+            mAP = rows[name]['bbox_mAP']
+            over_reference = (f"{mAP / rows[reference]['bbox_mAP']:.2f}" if reference in rows
+                              else 'n/a')
+            lines.append(f'| {ROWS[name][0]} | {mAP:.3f} | ' + ' | '.join(
+                f"{mAP / rows[t]['bbox_mAP']:.2f}" for t in teachers)
+                + f" | {mAP / rows[best]['bbox_mAP']:.2f} | {over_reference} |")
     return lines
 
 
@@ -669,16 +708,8 @@ def main() -> None:
                     teacher_checkpoint=args.teacher_checkpoint,
                     teacher_sha=file_fingerprint(args.teacher_checkpoint), seed=args.seed)
     results: Dict[str, Any] = dict(settings, rows={})
-    if osp.isfile(path) and not args.force:
-        with open(path) as f:
-            previous = json.load(f)
-        if all(previous.get(k) == v for k, v in settings.items()):
-            results['rows'] = {
-                row_name: row for row_name, row in previous['rows'].items()
-                if row_name in ROWS and row.get('config_sha') == (
-                    config_fingerprint(args.teacher_config)
-                    if row_name == 'teacher' and args.teacher_config else _fingerprint(row_name))
-                and row.get('other_teachers', {}) == other_teachers_record(row_name)}
+    if not args.force:
+        results['rows'] = valid_rows(path, settings, args)
     results.update(tag=args.tag, date=time.strftime('%Y-%m-%d'),
                    machine=f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
     if not args.force:
@@ -694,12 +725,44 @@ def main() -> None:
             continue
         print(f'\n===== [quality {time.strftime("%H:%M:%S")}] {row_name} =====', flush=True)
         results['rows'][row_name] = run_row(row_name, args, results)
-        add_synthesis_figures(results)
         # After every row: an interrupted run keeps them.
-        write_results(results, args.out_dir, name)
-    add_synthesis_figures(results)
-    add_realism(results, args)
-    write_results(results, args.out_dir, name)
+        save(results, path, settings, args)
+    save(results, path, settings, args, realism=True)
+
+
+def valid_rows(path: str, settings: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
+    """The rows of the results file ``path`` that still hold: measured with these settings,
+    their config and other teachers' checkpoints unchanged; none if there is no such file."""
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        previous = json.load(f)
+    if not all(previous.get(k) == v for k, v in settings.items()):
+        return {}
+    return {row_name: row for row_name, row in previous['rows'].items()
+            if row_name in ROWS and row.get('config_sha') == (
+                config_fingerprint(args.teacher_config)
+                if row_name == 'teacher' and args.teacher_config else _fingerprint(row_name))
+            and row.get('other_teachers', {}) == other_teachers_record(row_name)}
+
+
+def save(results: Dict[str, Any], path: str, settings: Dict[str, Any],
+         args: argparse.Namespace, realism: bool = False) -> None:
+    """Writes the results (:func:`write_results`), first adding the valid rows another run of
+    this benchmark wrote to the same file since this one read it, so that runs of different
+    rows at the same time do not drop each other's rows. A lock next to the file makes the
+    read and the write one step. ``realism``: also compute the realism figures
+    (:func:`add_realism`), as the end of a run does."""
+    import fcntl
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(path + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for row_name, row in valid_rows(path, settings, args).items():
+            results['rows'].setdefault(row_name, row)
+        add_synthesis_figures(results)
+        if realism:
+            add_realism(results, args)
+        write_results(results, args.out_dir, osp.splitext(osp.basename(path))[0])
 
 
 if __name__ == '__main__':

@@ -3,7 +3,8 @@ import json
 import os
 
 import pytest
-from mmdet.registry import DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS
+from mmdet.registry import (DATASETS, HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS, TASK_UTILS,
+                           TRANSFORMS)
 
 import mmdfkd
 import mmdfkd.datasets
@@ -30,8 +31,8 @@ def test_engine_components_are_registered_in_mmdet(name):
 
 
 @pytest.mark.parametrize('name', mmdfkd.datasets.__all__)
-def test_datasets_and_samplers_are_registered_in_mmdet(name):
-    registered = [registry.get(name) for registry in (DATASETS, TASK_UTILS)]
+def test_datasets_samplers_and_transforms_are_registered_in_mmdet(name):
+    registered = [registry.get(name) for registry in (DATASETS, TASK_UTILS, TRANSFORMS)]
     assert getattr(mmdfkd.datasets, name) in registered
 
 

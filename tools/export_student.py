@@ -6,17 +6,23 @@ and ``DIR/student.pth``. They load with ``mmdet.apis.init_detector`` and run wit
 ``custom_imports=dict(imports=['mmdfkd'])`` only when the student uses a module of mmdfkd (the
 ViT backbone or its neck). The checkpoint holds plain tensors and python values, so it loads
 with ``torch.load(weights_only=True)`` without mmdfkd.
+
+A checkpoint trained with ``LotteryTicketHook`` holds its pruning masks
+(``checkpoint['lottery_ticket']['masks']``): they are folded into the exported weights, so the
+pruned weights are exact zeros in ``student.pth`` (and in any model converted from it, e.g. to
+ONNX), and the summary says how many. The masks themselves are not exported.
 """
 import argparse
 import copy
 import os
 import os.path as osp
 import sys
-from typing import Any, Set
+from typing import Any, Dict, Set
 
 import torch
 
 import mmdfkd
+from mmdfkd.engine.hooks.lottery_ticket_hook import pruned_fraction
 from mmdfkd.utils import (CheckpointFileError, is_distiller_config, load_checkpoint_file,
                           load_config, student_model_config, student_weights)
 
@@ -45,6 +51,35 @@ def _types(node: Any) -> Set[str]:
     return found
 
 
+def fold_masks(state: Dict[str, torch.Tensor], masks: Dict[str, torch.Tensor],
+               checkpoint: str) -> Dict[str, torch.Tensor]:
+    """The student's weights with the pruned ones set to zero.
+
+    Args:
+        state: The student's weights, name -> tensor.
+        masks: The student's ``LotteryTicketHook`` masks, name (as in ``state``) -> bool
+            tensor of the weight's shape, False where the weight is pruned.
+        checkpoint: The checkpoint's path, for the error message.
+
+    Returns:
+        ``state`` with every masked weight zero where its mask is False.
+
+    Raises:
+        ValueError: If a mask has no student weight of its shape.
+    """
+    folded = dict(state)
+    for name, mask in masks.items():
+        weight = state.get(name)
+        if weight is None or weight.shape != mask.shape:
+            found = 'none' if weight is None else f'one of shape {tuple(weight.shape)}'
+            raise ValueError(f'Checkpoint {checkpoint!r} holds a lottery-ticket mask of shape '
+                             f'{tuple(mask.shape)} for the student weight {name!r}, but {found}:'
+                             ' its masks and weights do not belong together. Export a '
+                             'checkpoint written by tools/train.py as it was saved.')
+        folded[name] = weight.masked_fill(~mask, 0)
+    return folded
+
+
 def export_student(config: str, checkpoint: str, out_dir: str) -> None:
     """Writes ``student_config.py`` and ``student.pth`` of a distiller run to ``out_dir``.
 
@@ -54,7 +89,8 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> None:
         out_dir: Output directory (created if needed).
 
     Raises:
-        ValueError: If the config is not a distiller's or the checkpoint holds no student.
+        ValueError: If the config is not a distiller's, the checkpoint holds no student, or
+            its lottery-ticket masks do not fit the student's weights.
         CheckpointFileError: If the checkpoint does not exist, is a directory, or cannot be
             loaded (truncated, damaged, not a checkpoint, or unsafe).
     """
@@ -67,6 +103,8 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> None:
     if not state:
         raise ValueError(f'Checkpoint {checkpoint!r} holds no `student.*` weights: was it '
                          f'written by training {config}?')
+    masks = student_weights(dict(state_dict=(ckpt.get('lottery_ticket') or {}).get('masks', {})))
+    state = fold_masks(state, masks, checkpoint)
 
     student_cfg = copy.deepcopy(cfg)
     model = student_model_config(cfg.model)
@@ -101,6 +139,12 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> None:
     os.replace(ckpt_path + '.tmp', ckpt_path)
     print(f'student config: {cfg_path}\nstudent weights: {ckpt_path} '
           f'({sum(v.numel() for v in state.values()) / 1e6:.2f}M values)')
+    if masks:
+        zeros = sum(int((v == 0).sum()) for v in state.values()) / sum(
+            v.numel() for v in state.values())
+        print(f'pruning masks folded in: {pruned_fraction(masks):.1%} of the '
+              f'{sum(m.numel() for m in masks.values()) / 1e6:.2f}M weights of {len(masks)} '
+              f'pruned tensors are zero ({zeros:.1%} of all student values)')
 
 
 def main() -> None:

@@ -1,22 +1,10 @@
 # Real-data knowledge distillation baseline: the demo ViT student learns from the demo teacher
-# on the real demo images. The terms are those of the data-free configs, except that the
-# teacher's detections are merged with the ground truth (PseudoBoxLoss keep_gt=True), which
-# takes the place of the student's own detection loss.
+# on the real demo images, with the data-free configs' terms and the ground truth kept in
+# PseudoBoxLoss (_base_/models/distiller_r18_deit_tiny_real.py).
 # Run `make demo` (or tools/train.py configs/demo/retinanet_r18_shapes.py) first: the teacher
 # checkpoint (`teacher_checkpoint` in _base_/models/distiller_r18_deit_tiny.py) must exist.
 _base_ = [
-    './_base_/models/distiller_r18_deit_tiny.py',
+    './_base_/models/distiller_r18_deit_tiny_real.py',
     './_base_/datasets/shapes.py',
     './_base_/schedules/kd_student_800it.py',
 ]
-
-model = dict(
-    distill_losses=[
-        dict(type='PKDLoss', student='neck', teacher='neck', loss_weight=2.0),
-        dict(type='ClassificationKDLoss', student='bbox_head', teacher='bbox_head',
-             mode='sigmoid', temperature=1.0, loss_weight=1.0),
-        dict(type='BoxRegressionKDLoss', student='bbox_head', teacher='bbox_head',
-             loss_weight=1.0),
-        dict(type='PseudoBoxLoss', score_thr=0.5, keep_gt=True, loss_weight=1.0),
-    ],
-    gt_loss_weight=0.0)  # ground truth is kept inside PseudoBoxLoss (keep_gt=True)

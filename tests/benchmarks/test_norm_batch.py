@@ -100,11 +100,11 @@ def test_kept_runs_are_those_of_the_same_settings_and_config(tmp_path):
     with open(path, 'w') as f:
         json.dump(results, f)
     settings = {key: results[key] for key in norm_batch.SETTING_KEYS}
-    assert list(norm_batch.kept_rows(path, settings, 'c')) == ['GN_batch2']
+    assert list(norm_batch.kept_entries(path, settings, 'c', 'rows')) == ['GN_batch2']
     for key, other in (('iters', 400), ('seed', 1), ('bank_sha', 'remade'),
                        ('teacher_sha', 'retrained'), ('data_root', 'data/variant')):
-        assert norm_batch.kept_rows(path, dict(settings, **{key: other}), 'c') == {}
-    assert norm_batch.kept_rows(str(tmp_path / 'none.json'), settings, 'c') == {}
+        assert norm_batch.kept_entries(path, dict(settings, **{key: other}), 'c', 'rows') == {}
+    assert norm_batch.kept_entries(str(tmp_path / 'none.json'), settings, 'c', 'rows') == {}
 
 
 def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkeypatch):
@@ -141,7 +141,7 @@ def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkey
 
 def test_missing_demo_outputs_say_to_run_make_demo(tmp_path, capsys):
     with pytest.raises(FileNotFoundError) as error:
-        norm_batch.check_inputs(str(tmp_path / 'teacher.pth'), str(tmp_path / 'data'),
+        norm_batch.check_demo_inputs(str(tmp_path / 'teacher.pth'), str(tmp_path / 'data'),
                                 str(tmp_path / 'bank'))
     message = str(error.value)
     assert (f"the teacher checkpoint {tmp_path / 'teacher.pth'} does not exist "

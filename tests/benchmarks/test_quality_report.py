@@ -129,7 +129,9 @@ def test_rows_are_of_the_kind_their_config_says():
                          dfkd_bank='bank', dfkd_images_mosaic='bank',
                          dfkd_procedural='online', dfkd_images_procedural='bank',
                          teacher_rednet26='teacher', dfkd_rednet26_images_mosaic='bank',
-                         dfkd_ensemble_images_mosaic='bank', dfkd_ensemble_bank='bank')
+                         dfkd_ensemble_images_mosaic='bank', dfkd_ensemble_bank='bank',
+                         teacher_vit256='teacher', dfkd_vit256_images_mosaic='bank',
+                         dfkd_vit256_psim_images_mosaic='bank')
 
 
 def _results(**maps):
@@ -288,7 +290,7 @@ def test_a_bank_row_trains_from_a_bank_of_its_own_synthesis_settings(tmp_path, m
 
     def synthesize_bank(config, out, num, teacher_checkpoint, seed=0, teacher_config=None):
         made.append((osp.basename(config), num, seed, teacher_config))
-        return dict(path=_bank(tmp_path / f'made{len(made)}', inversion))
+        return dict(path=_bank(tmp_path / f'made{len(made)}', inversion, config=config))
 
     monkeypatch.setattr(quality, 'synthesize_bank', synthesize_bank)
     args = argparse.Namespace(work_dir=str(tmp_path / 'work'), num_synthetic=None,
@@ -306,6 +308,11 @@ def test_a_bank_row_trains_from_a_bank_of_its_own_synthesis_settings(tmp_path, m
     results['rows']['dfkd_images'] = dict(results['rows']['dfkd_bank'], **bank)
     assert quality.bank_for('dfkd_images_mosaic', args, results)['bank'] == bank['bank']
     assert len(made) == 1
+    # The involution teacher's inversion has the same synthesizer settings, but its synthesis
+    # config inverts another teacher: the CNN teacher's bank is not taken for it.
+    rednet = quality.bank_for('dfkd_rednet26_images_mosaic', args, results)
+    assert made[-1][0] == 'dfkd_rednet26_deit_tiny_shapes.py'
+    assert rednet['bank'] == str(tmp_path / 'made2')
     # Another teacher (--teacher-config): the bank is synthesized from that teacher's model.
     args.teacher_config = 'configs/demo/retinanet_r18_frozen_bn_shapes.py'
     quality.bank_for('dfkd_images', args, _results(dfkd_bank=0.3))
@@ -341,6 +348,25 @@ def test_only_the_demo_teacher_is_replaced_in_a_two_teacher_config(tmp_path):
         'model.teachers.0.checkpoint=variant.pth']
 
 
+def test_a_bank_of_a_teacher_that_is_not_the_demo_teachers_gets_no_empty_options(
+        tmp_path, monkeypatch):
+    """The ViT teacher's synthesis config has no teacher to replace: the command has no
+    `--cfg-options` without a value (which argparse refuses)."""
+    commands = []
+
+    def run(cmd, check):
+        commands.append(cmd)
+        (tmp_path / 'bank').mkdir(exist_ok=True)
+        (tmp_path / 'bank' / 'summary.json').write_text('{}')
+
+    monkeypatch.setattr(experiment.subprocess, 'run', run)
+    vit = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_vit256_deit_tiny_shapes.py')
+    experiment.synthesize_bank(vit, str(tmp_path / 'bank'), 4, 'cnn.pth')
+    assert '--cfg-options' not in commands[0]
+    cnn = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_deit_tiny_shapes.py')
+    experiment.synthesize_bank(cnn, str(tmp_path / 'bank'), 4, 'cnn.pth', extra_options=['a=1'])
+    assert commands[1][-3:] == ['--cfg-options', 'model.teachers.0.checkpoint=cnn.pth', 'a=1']
+
 def test_rows_that_need_an_untrained_teacher_say_what_trains_it(tmp_path, monkeypatch):
     rednet = quality.OTHER_TEACHERS['teacher_rednet26'][0]
     # Every config that distills from the involution teacher names the checkpoint its row is
@@ -368,16 +394,60 @@ def test_two_teachers_give_retention_teacher_by_teacher():
                        dfkd_images_mosaic=0.2, dfkd_ensemble_images_mosaic=0.3)
     lines = quality.teacher_comparison(results)
     assert lines[3] == ('| method | bbox mAP | / teacher | / teacher_rednet26 | '
-                        '/ better teacher |')
+                        '/ better teacher | / dfkd_images_mosaic |')
     ensemble = next(line for line in lines if line.startswith(
         f"| {quality.ROWS['dfkd_ensemble_images_mosaic'][0]} |"))
-    assert ensemble.endswith('| 0.300 | 0.75 | 0.60 | 0.60 |')
+    assert ensemble.endswith('| 0.300 | 0.75 | 0.60 | 0.60 | 1.50 |')
     assert 'better teacher: ' + quality.ROWS['teacher_rednet26'][0] in lines[1]
+    assert len([line for line in lines if line.startswith('| method')]) == 1  # no ViT teacher
     assert quality.report_table(results).endswith(lines[-1] + '\n')
     # Teacher rows get no ratio and no bar.
     assert 'teacher_rednet26' not in [t.get_text() for t in
                                       quality.plot_results(results).axes[1].get_xticklabels()]
     assert quality.teacher_comparison(_results(teacher=0.4, dfkd_images_mosaic=0.2)) == []
+
+
+def test_the_vit_teacher_gets_its_own_table_with_the_ratio_to_the_cnn_teachers_row():
+    results = _results(teacher=0.4, teacher_rednet26=0.3, teacher_vit256=0.5,
+                       dfkd_images_mosaic=0.2, dfkd_vit256_images_mosaic=0.1,
+                       dfkd_vit256_psim_images_mosaic=0.25)
+    lines = quality.teacher_comparison(results)
+    headers = [i for i, line in enumerate(lines) if line.startswith('| method')]
+    assert len(headers) == 2
+    vit = lines[headers[1]:]
+    assert vit[0] == ('| method | bbox mAP | / teacher | / teacher_vit256 | / better teacher '
+                      '| / dfkd_images_mosaic |')
+    psim = next(line for line in vit if line.startswith(
+        f"| {quality.ROWS['dfkd_vit256_psim_images_mosaic'][0]} |"))
+    assert psim.endswith('| 0.250 | 0.62 | 0.50 | 0.50 | 1.25 |')
+    # The convolution/involution table does not list the ViT rows.
+    vit_rows = [quality.ROWS[name][0] for name in ('dfkd_vit256_images_mosaic',
+                                                   'dfkd_vit256_psim_images_mosaic')]
+    assert not any(label in line for line in lines[:headers[1]] for label in vit_rows)
+
+
+def test_concurrent_runs_keep_each_others_rows(tmp_path, monkeypatch):
+    """Two runs of different rows write the same results file: each write adds the valid
+    rows the other wrote meanwhile instead of dropping them."""
+    monkeypatch.setattr(quality, '_fingerprint', lambda name: 'sha')
+    monkeypatch.setattr(quality, 'other_teachers_record', lambda name: {})
+    monkeypatch.setattr(quality, 'add_realism', lambda results, args: None)
+    args = argparse.Namespace(out_dir=str(tmp_path), teacher_config=None)
+    path = str(tmp_path / 'quality.json')
+    settings = {k: v for k, v in _results().items() if k != 'rows'}
+    first, second = (dict(settings, rows={}), dict(settings, rows={}))
+    first['rows']['student_real'] = dict(_results(student_real=0.1)['rows']['student_real'],
+                                         config_sha='sha')
+    quality.save(first, path, settings, args)
+    second['rows']['dfkd_bank'] = dict(_results(dfkd_bank=0.2)['rows']['dfkd_bank'],
+                                       config_sha='sha')
+    quality.save(second, path, settings, args)
+    with open(path) as f:
+        assert set(json.load(f)['rows']) == {'student_real', 'dfkd_bank'}
+    # A row of other settings is not taken.
+    quality.save(dict(settings, seed=1, rows={}), path, dict(settings, seed=1), args)
+    with open(path) as f:
+        assert set(json.load(f)['rows']) == set()
 
 
 def test_a_teacher_variants_rows_are_kept_on_rerun(tmp_path, monkeypatch):

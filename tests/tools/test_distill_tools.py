@@ -91,3 +91,50 @@ def test_export_refuses_a_plain_detector_config(tmp_path):
     assert result.returncode != 0
     assert 'model has no `student`' in result.stderr
     assert not osp.exists(tmp_path / 'out')
+
+
+def test_export_folds_lottery_ticket_masks_into_the_student(tmp_path, capsys):
+    """A LotteryTicketHook checkpoint's masks become exact zeros of the exported weights, the
+    summary gives the sparsity, and the export stays a plain state dict without the masks."""
+    import pytest
+    from export_student import export_student
+    from mmengine.runner import save_checkpoint
+
+    torch.manual_seed(0)
+    qkv, fc1, bias = torch.randn(12, 4), torch.randn(8, 4), torch.randn(12)
+    qkv_mask, fc1_mask = torch.rand(12, 4) > 0.75, torch.rand(8, 4) > 0.5
+    # Weights at pruned positions are not zero here: export applies the masks, whatever the
+    # checkpoint's weights hold.
+    checkpoint = str(tmp_path / 'pruned.pth')
+    save_checkpoint(dict(
+        state_dict={'student.backbone.vit.blocks.0.attn.qkv.weight': qkv,
+                    'student.backbone.vit.blocks.0.attn.qkv.bias': bias,
+                    'student.backbone.vit.blocks.0.mlp.fc1.weight': fc1},
+        meta=dict(iter=8),
+        lottery_ticket=dict(module='student', rewind=None, init=None, masks={
+            'student.backbone.vit.blocks.0.attn.qkv.weight': qkv_mask,
+            'student.backbone.vit.blocks.0.mlp.fc1.weight': fc1_mask})), checkpoint)
+    export_student(KD_CONFIG, checkpoint, str(tmp_path / 'out'))
+
+    exported = torch.load(str(tmp_path / 'out' / 'student.pth'), weights_only=True)
+    assert set(exported) == {'state_dict', 'meta'}
+    state = exported['state_dict']
+    for name, weight, mask in (('backbone.vit.blocks.0.attn.qkv.weight', qkv, qkv_mask),
+                               ('backbone.vit.blocks.0.mlp.fc1.weight', fc1, fc1_mask)):
+        assert torch.equal(state[name] == 0, ~mask)
+        assert torch.equal(state[name][mask], weight[mask])
+    assert torch.equal(state['backbone.vit.blocks.0.attn.qkv.bias'], bias)
+    pruned = int((~qkv_mask).sum() + (~fc1_mask).sum())
+    printed = capsys.readouterr().out
+    assert (f'pruning masks folded in: {pruned / 80:.1%} of the 0.00M weights of 2 pruned '
+            f'tensors are zero ({pruned / 92:.1%} of all student values)') in printed
+
+    # Masks that do not fit the weights are refused.
+    save_checkpoint(dict(state_dict={'student.backbone.vit.blocks.0.mlp.fc1.weight': fc1},
+                         lottery_ticket=dict(masks={
+                             'student.backbone.vit.blocks.0.mlp.fc1.weight': qkv_mask})),
+                    checkpoint)
+    with pytest.raises(ValueError, match=r"mask of shape \(12, 4\) for the student weight "
+                                         r"'backbone.vit.blocks.0.mlp.fc1.weight', but one of "
+                                         r'shape \(8, 4\)'):
+        export_student(KD_CONFIG, checkpoint, str(tmp_path / 'out2'))

@@ -193,10 +193,11 @@ def synthesize_bank(config: str, out: str, num: int, teacher_checkpoint: str, se
     Raises:
         subprocess.CalledProcessError: If the generation fails (its output is shown).
     """
+    options = [*demo_teacher_options(config, teacher_checkpoint, teacher_config),
+               *(extra_options or [])]
     cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'generate_synthetic.py'), config,
            '--num', str(num), '--out', out, '--store-outputs', '--seed', str(seed),
-           '--cfg-options', *demo_teacher_options(config, teacher_checkpoint, teacher_config),
-           *(extra_options or [])]
+           *(['--cfg-options', *options] if options else [])]
     print('[mmdfkd] ' + ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     with open(osp.join(out, 'summary.json')) as f:

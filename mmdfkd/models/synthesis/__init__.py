@@ -13,9 +13,10 @@ from .generator_synthesizer import GeneratorSynthesizer
 from .image_buffer import ImageBuffer
 from .inversion_loss import InversionLoss
 from .inversion_synthesizer import Cohort, InversionSynthesizer
+from .patch_similarity import PatchSimilarityLoss
 from .procedural_synthesizer import ProceduralSynthesizer
 
 __all__ = ['BoxConditionedGenerator', 'Cohort', 'GeneratorSynthesizer', 'ImageBuffer',
            'InversionLoss', 'InversionSynthesizer', 'NonFiniteSynthesisError',
-           'ProceduralSynthesizer', 'StudentTeacherDisagreement', 'SyntheticBatch',
-           'Synthesizer', 'Targets', 'build_synthesizer', 'run_once']
+           'PatchSimilarityLoss', 'ProceduralSynthesizer', 'StudentTeacherDisagreement',
+           'SyntheticBatch', 'Synthesizer', 'Targets', 'build_synthesizer', 'run_once']

@@ -15,6 +15,7 @@ from .bn_statistics import BNStatisticsLoss, describe_bn_prior
 from .box_augment import augment_with_boxes
 from .competition import StudentTeacherDisagreement
 from .image_priors import l2_prior, total_variation_l1, total_variation_l2
+from .patch_similarity import PatchSimilarityLoss, attention_layers
 
 if TYPE_CHECKING:
     from .base import Targets
@@ -30,6 +31,9 @@ class InversionLoss:
     - ``det_weight`` x the teacher's own detection loss toward the targets;
     - ``bn_weight`` x the BN-statistics distance (:class:`BNStatisticsLoss`, first BN layer
       weighted by ``bn_first_multiplier``), for teachers with BN running statistics;
+    - ``psim_weight`` x the patch-similarity prior of PSAQ-ViT (:class:`PatchSimilarityLoss`:
+      the patch tokens' cosine similarities should spread as on real images), for teachers
+      with a timm ViT: what the inversion of a teacher without BN statistics can match;
 
     plus ``tv_l1_weight`` / ``tv_l2_weight`` total variation and ``l2_weight`` norm priors on
     the pixels, and, if ``adi_weight > 0``, the competition term of adaptive DeepInversion:
@@ -56,6 +60,9 @@ class InversionLoss:
             (e.g. ImageNet), not the detection data. Defaults to False (prior off for such a
             teacher; the log says so).
         adi_weight: Weight of the competition term. Defaults to 0 (off).
+        psim_weight: Weight of the patch-similarity prior. Defaults to 0 (off).
+        psim_cfg: Settings of :class:`PatchSimilarityLoss` (``num_pairs``, ``bins``,
+            ``bandwidth``). Defaults to its defaults.
         competition: Callable mapping loader-space images (N, 3, H, W) to a scalar
             disagreement in [0, 1], differentiable in the images; needed if ``adi_weight > 0``
             (:meth:`from_models` builds it from the student).
@@ -73,6 +80,8 @@ class InversionLoss:
                  augment: Optional[dict] = None,
                  frozen_bn_prior: bool = False,
                  adi_weight: float = 0.,
+                 psim_weight: float = 0.,
+                 psim_cfg: Optional[dict] = None,
                  competition: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         if adi_weight > 0 and competition is None:
             raise ValueError('adi_weight > 0 needs a competition callable (the student\'s '
@@ -89,6 +98,8 @@ class InversionLoss:
         self.augment.update(augment or {})
         self.adi_weight = adi_weight
         self.competition = competition
+        self.psim_weight = psim_weight
+        self.psim_cfg = dict(psim_cfg or {})
         # Which teachers get the BN prior: decided once, and said.
         self.bn_prior = []
         for i, teacher in enumerate(self.teachers):
@@ -107,6 +118,13 @@ class InversionLoss:
             print_log(f'Teacher {i}: {message}', 'current',
                       logging.WARNING if configured_but_off else logging.INFO)
             self.bn_prior.append(use)
+        # Which teachers get the patch-similarity prior: those with a ViT.
+        self.psim_prior = [psim_weight > 0 and bool(attention_layers(t)) for t in self.teachers]
+        for i, (teacher, use) in enumerate(zip(self.teachers, self.psim_prior)):
+            if psim_weight > 0 and not use:
+                print_log(f'Teacher {i}: {type(teacher).__name__} has no timm '
+                          f'VisionTransformer: psim_weight={psim_weight} is ignored for it.',
+                          'current', logging.WARNING)
 
     @classmethod
     def from_models(cls, teachers: Sequence[nn.Module], teacher_weights: Sequence[float],
@@ -142,8 +160,8 @@ class InversionLoss:
 
         Returns:
             ``(loss, parts)``: the scalar loss and its parts as floats, for logging
-            (``syn_det_t{i}``, ``syn_bn_t{i}``, ``syn_tv_l1``, ``syn_tv_l2``, ``syn_l2``,
-            ``syn_adi_disagreement``, ``syn_total``).
+            (``syn_det_t{i}``, ``syn_bn_t{i}``, ``syn_psim_t{i}``, ``syn_tv_l1``,
+            ``syn_tv_l2``, ``syn_l2``, ``syn_adi_disagreement``, ``syn_total``).
         """
         boxes, metainfo = targets.boxes, targets.metainfo
         scale = pixels.shape[-1] / targets.img_hw[1]
@@ -162,7 +180,9 @@ class InversionLoss:
             samples = _training_samples(metainfo, inputs, moved, kept_labels)
             bn = BNStatisticsLoss(teacher, self.bn_first_multiplier) if self.bn_prior[i] \
                 else nullcontext()
-            with bn:
+            psim = PatchSimilarityLoss(teacher, rng, **self.psim_cfg) if self.psim_prior[i] \
+                else nullcontext()
+            with bn, psim:
                 det_losses = teacher.loss(inputs, samples)
             det = _sum_losses(det_losses)
             weight = self.teacher_weights[i]
@@ -172,6 +192,10 @@ class InversionLoss:
                 bn_loss = bn.loss()
                 total = total + weight * self.bn_weight * bn_loss
                 log[f'syn_bn_t{i}'] = float(bn_loss.detach())
+            if self.psim_prior[i]:
+                psim_loss = psim.loss()
+                total = total + weight * self.psim_weight * psim_loss
+                log[f'syn_psim_t{i}'] = float(psim_loss.detach())
         for name, weight, prior in (('tv_l1', self.tv_l1_weight, total_variation_l1),
                                     ('tv_l2', self.tv_l2_weight, total_variation_l2),
                                     ('l2', self.l2_weight, l2_prior)):

@@ -13,11 +13,15 @@ from torch import Tensor
 from mmdfkd.registry import SYNTHESIZERS
 from ..utils.box_fusion import weighted_box_fusion
 from ..utils.detector_runs import predict_images
+from ..utils.lanczos import lanczos_resize
 from .base import (NonFiniteSynthesisError, Retry, SyntheticBatch, Synthesizer, Targets,
                    describe_parts, run_once)
 from .image_buffer import ImageBuffer
 from .image_parameterization import IMAGE_PARAMETERIZATIONS
 from .starting_images import STARTING_IMAGES
+
+#: ``upsample`` modes of :class:`InversionSynthesizer`: the Lanczos order, None for bilinear.
+UPSAMPLING_MODES = {'bilinear': None, 'lanczos3': 3, 'lanczos5': 5}
 
 
 @dataclass
@@ -101,6 +105,11 @@ class InversionSynthesizer(Synthesizer):
         betas: Adam betas. Defaults to (0.5, 0.9) (DeepInversion).
         lowres_steps: Steps at low resolution before upsampling. Defaults to 0.
         lowres_scale: Size factor of the low-resolution phase. Defaults to 0.5.
+        upsample: How low-resolution images are brought to full resolution (after the
+            low-resolution phase, and for the teachers' and the buffer's full-size images):
+            ``'bilinear'``, or ``'lanczos3'`` / ``'lanczos5'`` (:func:`lanczos_resize` of
+            order 3 or 5, sharper; clamped to [0, 1], as Lanczos overshoots at edges).
+            Defaults to ``'bilinear'``.
         parameterization: How the images are optimized (:mod:`.image_parameterization`):
             ``'pixels'``, or ``dict(type='fourier', decay=1.0)`` (a 1/f-scaled spectrum in
             decorrelated colours; about 4 times the learning rate). Defaults to ``'pixels'``.
@@ -132,6 +141,7 @@ class InversionSynthesizer(Synthesizer):
                  betas: Tuple[float, float] = (0.5, 0.9),
                  lowres_steps: int = 0,
                  lowres_scale: float = 0.5,
+                 upsample: str = 'bilinear',
                  init: str = 'smooth',
                  parameterization: Union[str, dict] = 'pixels',
                  fp_sampling: Optional[dict] = None,
@@ -143,6 +153,9 @@ class InversionSynthesizer(Synthesizer):
         if not 0 <= lowres_steps < total_steps:
             raise ValueError(f'lowres_steps={lowres_steps} must be in [0, total_steps='
                              f'{total_steps}).')
+        if upsample not in UPSAMPLING_MODES:
+            raise ValueError(f'upsample must be one of {list(UPSAMPLING_MODES)}, got '
+                             f'{upsample!r}.')
         if init not in STARTING_IMAGES:
             raise ValueError(f'init must be one of {sorted(STARTING_IMAGES)}, got {init!r}.')
         if steps_per_iter < 1 or buffer_size < 1 or initial_cohorts < 1:
@@ -161,6 +174,7 @@ class InversionSynthesizer(Synthesizer):
         self.betas = tuple(betas)
         self.lowres_steps = lowres_steps
         self.lowres_scale = lowres_scale
+        self.upsample = upsample
         self.init = init
         self.fp_sampling = None if fp_sampling is None else dict(
             dict(start=total_steps // 2, interval=max(1, total_steps // 10), score_thr=0.3,
@@ -384,11 +398,15 @@ class InversionSynthesizer(Synthesizer):
         cohort.hw = tuple(cohort.full_hw)
         cohort.optimizer = self._optimizer(cohort.params)
 
-    @staticmethod
-    def _full(pixels: Tensor, full_hw: Tuple[int, int]) -> Tensor:
+    def _full(self, pixels: Tensor, full_hw: Tuple[int, int]) -> Tensor:
+        """The images (B, 3, h, w) in [0, 1] at full resolution (B, 3, H, W), upsampled with
+        ``upsample``; values stay in [0, 1]."""
         if tuple(pixels.shape[-2:]) == tuple(full_hw):
             return pixels
-        return F.interpolate(pixels, size=full_hw, mode='bilinear', align_corners=False)
+        order = UPSAMPLING_MODES[self.upsample]
+        if order is None:
+            return F.interpolate(pixels, size=full_hw, mode='bilinear', align_corners=False)
+        return lanczos_resize(pixels, full_hw, order).clamp(0, 1)
 
     def _optimizer(self, params: Tensor) -> torch.optim.Optimizer:
         return torch.optim.Adam([params], lr=self.lr, betas=self.betas)

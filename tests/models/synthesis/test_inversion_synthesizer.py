@@ -221,3 +221,32 @@ def _saved_and_loaded(state: dict) -> dict:
     torch.save(state, stream)
     stream.seek(0)
     return torch.load(stream, weights_only=True)
+
+
+def test_lanczos_upsampling_of_the_low_resolution_phase(frozen_teacher, monkeypatch):
+    """With ``upsample='lanczos3'`` low-resolution images reach full resolution by
+    ``lanczos_resize`` (clamped to [0, 1]), not bilinearly, both as full-size images and when
+    the optimization moves to full resolution; an unknown mode is refused."""
+    from mmdfkd.models.utils.lanczos import lanczos_resize
+    settings = dict(total_steps=3, lowres_steps=1, lowres_scale=0.5)
+    lanczos = _synthesizer(frozen_teacher, upsample='lanczos3', **settings)
+    rng = torch.Generator().manual_seed(0)
+    cohort = lanczos.start(targets(64), rng)
+    lanczos.refine(cohort, 1, rng)
+    low = lanczos.pixels(cohort).detach()
+    assert low.shape[-2:] == (32, 32)
+    upsampled = lanczos_resize(low, (64, 64), order=3).clamp(0, 1)
+    torch.testing.assert_close(lanczos.images(cohort), (upsampled * 255).round())
+    bilinear = _synthesizer(frozen_teacher, **settings)
+    assert not torch.equal(bilinear.images(cohort), (upsampled * 255).round())
+    # A loss without gradient leaves the upsampled pixels as the next step starts them.
+    monkeypatch.setattr(lanczos, 'loss', lambda pixels, *args: (pixels.sum() * 0, {}))
+    lanczos.refine(cohort, 1, rng)
+    assert tuple(cohort.params.shape[-2:]) == (64, 64)
+    torch.testing.assert_close(lanczos.pixels(cohort), upsampled)
+    images = lanczos.images(cohort)
+    assert images.shape == (2, 3, 64, 64)
+    assert 0 <= images.min() and images.max() <= 255
+    with pytest.raises(ValueError, match=r"upsample must be one of \['bilinear', 'lanczos3', "
+                                         r"'lanczos5'\], got 'bicubic'"):
+        _synthesizer(frozen_teacher, total_steps=3, upsample='bicubic')

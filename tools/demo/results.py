@@ -1,0 +1,72 @@
+"""Bookkeeping shared by the benchmarks that train on ``make demo``'s outputs: whether those
+inputs exist, which stored results still hold, and the machine they were measured on."""
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Any, Dict
+
+import torch
+
+from .experiment import REPO_ROOT
+
+
+def check_demo_inputs(teacher_checkpoint: str, data_root: str, bank: str) -> None:
+    """Checks that what ``make demo`` makes is there before anything trains.
+
+    Args:
+        teacher_checkpoint: The demo teacher's checkpoint.
+        data_root: The demo data (COCO layout).
+        bank: The synthetic bank; its ``summary.json`` is written last, once the bank is
+            complete.
+
+    Raises:
+        FileNotFoundError: If any of them is missing; the message names each missing file,
+            the flag that points elsewhere, and says to run ``make demo`` first.
+    """
+    inputs = ((teacher_checkpoint, 'teacher checkpoint', '--teacher-checkpoint'),
+              (osp.join(data_root, 'annotations', 'instances_val.json'),
+               'demo val annotations', '--data-root'),
+              (osp.join(bank, 'summary.json'), 'summary of the synthetic bank', '--bank'))
+    missing = [f'the {what} {path} does not exist ({flag})'
+               for path, what, flag in inputs if not osp.isfile(path)]
+    if missing:
+        raise FileNotFoundError('; '.join(missing) + '. Run `make demo` first (it makes the '
+                                'demo data, trains the teacher and synthesizes the bank), or '
+                                'point the flags in parentheses at existing ones.')
+
+
+def kept_entries(path: str, settings: Dict[str, Any], config_sha: str,
+                 field: str) -> Dict[str, Any]:
+    """The entries of a previous results file that still hold: the file was made with the same
+    ``settings`` (every key of it), and the entry (of ``results[field]``) with a config of hash
+    ``config_sha``; none if the file does not exist."""
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        previous = json.load(f)
+    if any(previous.get(key) != value for key, value in settings.items()):
+        return {}
+    return {key: entry for key, entry in previous[field].items()
+            if entry.get('config_sha') == config_sha}
+
+
+def machine() -> str:
+    """The machine in words: CPU cores, the GPU training runs on if there is one, torch."""
+    gpu = f', {torch.cuda.get_device_name()}' if torch.cuda.is_available() else ''
+    return f'{os.cpu_count()} CPU cores{gpu}, torch {torch.__version__}'
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser, work_dir: str) -> None:
+    """Adds the options of a benchmark that trains on ``make demo``'s outputs: ``--seed``,
+    ``--data-root``, ``--teacher-checkpoint``, ``--bank``, ``--work-dir`` (default
+    ``work_dir``), ``--out-dir`` and ``--force``."""
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--data-root', default='data/demo', help='demo data (make demo)')
+    parser.add_argument('--teacher-checkpoint', default='work_dirs/demo/teacher/iter_1500.pth',
+                        help='the demo teacher (make demo trains it)')
+    parser.add_argument('--bank', default='work_dirs/demo/synthetic_bank',
+                        help='stored synthetic images (make demo synthesizes them)')
+    parser.add_argument('--work-dir', default=work_dir, help='where the runs train')
+    parser.add_argument('--out-dir', default=osp.join(REPO_ROOT, 'benchmarks', 'results'))
+    parser.add_argument('--force', action='store_true', help='rerun runs already measured')
