@@ -56,9 +56,9 @@ from mmdfkd.utils import load_checkpoint_file, student_weights
 # The demo machinery is not part of the installed package: it is tools/demo/ of this checkout.
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
 from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
-                             experiment_config, file_fingerprint, train)
-from demo.results import (add_demo_arguments, check_demo_inputs, kept_entries,  # noqa: E402
-                          machine)
+                             experiment_config, train)
+from demo.results import (add_demo_arguments, check_demo_inputs,  # noqa: E402
+                          demo_input_settings, kept_entries, machine)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Reset mode -> its label in the report.
@@ -142,12 +142,8 @@ def run_config(reset: str, args: argparse.Namespace) -> Config:
 def settings_of(args: argparse.Namespace) -> Dict[str, Any]:
     """The settings of ``SETTING_KEYS`` for this command, the bank and the teacher by the hash
     of their file (a bank remade by ``make demo`` has a new ``summary.json``)."""
-    return dict(data_root=args.data_root, bank=args.bank,
-                bank_sha=file_fingerprint(osp.join(args.bank, 'summary.json')),
-                teacher_checkpoint=args.teacher_checkpoint,
-                teacher_sha=file_fingerprint(args.teacher_checkpoint), seed=args.seed,
-                sparsities=list(args.sparsities), round_iters=args.round_iters,
-                rewind_iter=args.rewind_iter, scope=args.scope)
+    return dict(demo_input_settings(args), sparsities=list(args.sparsities),
+                round_iters=args.round_iters, rewind_iter=args.rewind_iter, scope=args.scope)
 
 
 def sparsity_of(checkpoint: Dict[str, Any]) -> Dict[str, float]:

@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 import torch
 
-from .experiment import REPO_ROOT
+from .experiment import REPO_ROOT, file_fingerprint
 
 
 def check_demo_inputs(teacher_checkpoint: str, data_root: str, bank: str) -> None:
@@ -70,3 +70,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser, work_dir: str) -> None:
     parser.add_argument('--work-dir', default=work_dir, help='where the runs train')
     parser.add_argument('--out-dir', default=osp.join(REPO_ROOT, 'benchmarks', 'results'))
     parser.add_argument('--force', action='store_true', help='rerun runs already measured')
+
+
+def demo_input_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """The settings of :func:`add_demo_arguments` a stored result depends on: data, bank and
+    teacher (the bank and the teacher also by the hash of their file: a bank remade by
+    ``make demo`` has a new ``summary.json``) and the seed."""
+    return dict(data_root=args.data_root, bank=args.bank,
+                bank_sha=file_fingerprint(osp.join(args.bank, 'summary.json')),
+                teacher_checkpoint=args.teacher_checkpoint,
+                teacher_sha=file_fingerprint(args.teacher_checkpoint), seed=args.seed)
