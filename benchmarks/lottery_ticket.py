@@ -58,7 +58,8 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'to
 from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
                              experiment_config, train)
 from demo.results import (add_demo_arguments, check_demo_inputs,  # noqa: E402
-                          demo_input_settings, kept_entries, machine)
+                          demo_input_settings, kept_entries, machine,
+                          save_merged)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Reset mode -> its label in the report.
@@ -271,8 +272,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for reset in todo:
         print(f'\n===== [lottery_ticket {time.strftime("%H:%M:%S")}] {reset} =====', flush=True)
         results['runs'][reset] = run_reset(reset, args, config_sha)
-        # After every run: an interrupted command keeps them.
-        write_results(results, args.out_dir)
+        # After every run: an interrupted command keeps them, and a command running the other
+        # mode at the same time keeps its own.
+        save_merged(results, path, config_sha, 'runs',
+                    lambda merged: write_results(merged, args.out_dir))
     if not todo:
         print('[lottery_ticket] every run asked for is measured already (--force reruns them)')
         write_results(results, args.out_dir)

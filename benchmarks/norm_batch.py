@@ -53,7 +53,8 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'to
 from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
                              experiment_config, train, validation_curve)
 from demo.results import (add_demo_arguments, check_demo_inputs,  # noqa: E402
-                          demo_input_settings, kept_entries, machine)
+                          demo_input_settings, kept_entries, machine,
+                          save_merged)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Norm name -> (label in the report, norm_cfg of the student's neck and bbox_head; None keeps
@@ -197,8 +198,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f'\n===== [norm_batch {time.strftime("%H:%M:%S")}] {norm}, batch {batch} =====',
               flush=True)
         results['rows'][row_key(norm, batch)] = run_row(norm, batch, args, config_sha)
-        # After every run: an interrupted command keeps them.
-        write_results(results, args.out_dir)
+        # After every run: an interrupted command keeps them, and a command running other rows
+        # at the same time keeps its own.
+        save_merged(results, path, config_sha, 'rows',
+                    lambda merged: write_results(merged, args.out_dir))
     if not todo:
         print('[norm_batch] every run asked for is measured already (--force reruns them)')
         write_results(results, args.out_dir)

@@ -21,12 +21,23 @@ Rows (same student, same schedule; each evaluated on the real demo val split wit
   and no teacher pass spent on them;
 * ``dfkd_images_procedural``: as ``dfkd_images``, from a stored set of 1024 dead-leaves images
   (no inversion);
+* ``dfkd_fourier_images_mosaic``: as ``dfkd_images_mosaic``, the images inverted as Fourier
+  spectra (``parameterization='fourier'``) instead of pixels;
+* ``dfkd_procedural_mosaic``: as ``dfkd_images_mosaic``, from that set of dead-leaves images;
 * ``teacher_rednet26``: the involution teacher (RetinaNet-RedNet-26 at half width, trained by
   ``make demo-rednet-teacher``), evaluated;
+* ``student_real_kd_rednet26``: as ``student_real_kd``, from the involution teacher: what it
+  teaches on real images;
 * ``dfkd_rednet26_images_mosaic``: as ``dfkd_images_mosaic``, from the involution teacher
   alone (images inverted from it, it labels the views);
+* ``dfkd_rednet26_fourier_images_mosaic``: as ``dfkd_rednet26_images_mosaic``, the images
+  inverted as Fourier spectra (``parameterization='fourier'``) instead of pixels;
+* ``dfkd_rednet26_procedural_mosaic``: as ``dfkd_procedural_mosaic``, the views labelled by the
+  involution teacher;
 * ``dfkd_ensemble_images_mosaic``: as ``dfkd_images_mosaic``, from both teachers (images
   inverted from both, both run online, their terms weighted 0.5 each);
+* ``dfkd_ensemble_procedural_mosaic``: as ``dfkd_procedural_mosaic``, the views labelled by
+  both teachers;
 * ``dfkd_ensemble_bank``: the images inverted from both teachers, stored with both teachers'
   outputs, so training runs neither;
 * ``teacher_vit256``: the ViT teacher (the student's detector at twice its width, no
@@ -35,7 +46,13 @@ Rows (same student, same schedule; each evaluated on the real demo val split wit
 * ``dfkd_vit256_images_mosaic``: as ``dfkd_images_mosaic``, from the ViT teacher, inverted
   without any BN prior (its detection loss and the image priors: the fallback);
 * ``dfkd_vit256_psim_images_mosaic``: the same, inverted with the patch-similarity prior of
-  PSAQ-ViT in place of the BN statistics the teacher lacks.
+  PSAQ-ViT in place of the BN statistics the teacher lacks;
+* ``dfkd_vit256_fourier_images_mosaic``: as ``dfkd_vit256_images_mosaic``, the images
+  inverted as Fourier spectra;
+* ``dfkd_vit256_procedural_mosaic``: as ``dfkd_procedural_mosaic``, the views labelled by the
+  ViT teacher;
+* ``dfkd_vit256_cnn_images_mosaic``: as ``dfkd_vit256_images_mosaic``, on the CNN teacher's
+  inverted images (``make demo``'s bank) instead of the ViT teacher's own.
 
 Rows that need a teacher checkpoint other than the demo teacher's are skipped, with the command
 that trains it, until it exists; a row is measured again when such a checkpoint changes. With
@@ -104,6 +121,7 @@ from demo.experiment import (DEMO_TEACHER_MODEL, REPO_ROOT, config_fingerprint, 
                              evaluate, experiment_config, file_fingerprint, synthesize_bank,
                              train, validation_curve)
 from demo.realism import RealismMeter, dataset_image_paths  # noqa: E402
+from demo.results import results_lock  # noqa: E402
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo')
 ROWS = {
@@ -123,14 +141,35 @@ ROWS = {
     'dfkd_images_procedural': ('ViT student, data-free (stored dead-leaves images, no '
                                'inversion, teacher online)',
                                'dfkd_images_procedural_deit_tiny_shapes.py'),
+    'dfkd_fourier_images_mosaic': ('ViT student, data-free (images inverted as Fourier '
+                                   'spectra, in mosaics, teacher online)',
+                                   'dfkd_fourier_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_procedural_mosaic': ('ViT student, data-free (stored dead-leaves images in mosaics, '
+                               'no inversion, teacher online)',
+                               'dfkd_procedural_mosaic_deit_tiny_shapes.py'),
     'teacher_rednet26': ('involution teacher (RetinaNet-RedNet-26, half width), real images',
                          'retinanet_rednet26_shapes.py'),
+    'student_real_kd_rednet26': ('ViT student, real images + KD from the involution teacher',
+                                 'kd_rednet26_deit_tiny_shapes_real.py'),
     'dfkd_rednet26_images_mosaic': ('ViT student, data-free from the involution teacher '
                                     '(stored images in mosaics, teacher online)',
                                     'dfkd_rednet26_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_rednet26_fourier_images_mosaic': ('ViT student, data-free from the involution '
+                                            'teacher (images inverted as Fourier spectra, in '
+                                            'mosaics, teacher online)',
+                                            'dfkd_rednet26_fourier_images_mosaic_deit_tiny_'
+                                            'shapes.py'),
+    'dfkd_rednet26_procedural_mosaic': ('ViT student, data-free from the involution teacher '
+                                        '(stored dead-leaves images in mosaics, no inversion, '
+                                        'teacher online)',
+                                        'dfkd_rednet26_procedural_mosaic_deit_tiny_shapes.py'),
     'dfkd_ensemble_images_mosaic': ('ViT student, data-free from both teachers (stored images '
                                     'in mosaics, teachers online)',
                                     'dfkd_ensemble_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_ensemble_procedural_mosaic': ('ViT student, data-free from both teachers (stored '
+                                        'dead-leaves images in mosaics, no inversion, teachers '
+                                        'online)',
+                                        'dfkd_ensemble_procedural_mosaic_deit_tiny_shapes.py'),
     'dfkd_ensemble_bank': ('ViT student, data-free from both teachers (stored bank: no '
                            'teacher runs in training)', 'dfkd_ensemble_bank_deit_tiny_shapes.py'),
     'teacher_vit256': ('ViT teacher (twice the student\'s width, no BN), real images + KD '
@@ -139,6 +178,18 @@ ROWS = {
                                   'detection loss and image priors; stored images in mosaics, '
                                   'teacher online)',
                                   'dfkd_vit256_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_vit256_cnn_images_mosaic': ('ViT student, data-free from the ViT teacher on the CNN '
+                                      "teacher's inverted images (in mosaics, ViT teacher "
+                                      'online)',
+                                      'dfkd_vit256_cnn_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_vit256_fourier_images_mosaic': ('ViT student, data-free from the ViT teacher (images '
+                                          'inverted as Fourier spectra, in mosaics, teacher '
+                                          'online)',
+                                          'dfkd_vit256_fourier_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_vit256_procedural_mosaic': ('ViT student, data-free from the ViT teacher (stored '
+                                      'dead-leaves images in mosaics, no inversion, teacher '
+                                      'online)',
+                                      'dfkd_vit256_procedural_mosaic_deit_tiny_shapes.py'),
     'dfkd_vit256_psim_images_mosaic': ('ViT student, data-free from the ViT teacher (with the '
                                        'patch-similarity prior; stored images in mosaics, '
                                        'teacher online)',
@@ -159,10 +210,14 @@ OTHER_TEACHERS = {
 # teachers without BN.
 TEACHER_COMPARISONS = (
     (('teacher', 'teacher_rednet26'),
-     ('dfkd_images_mosaic', 'dfkd_rednet26_images_mosaic', 'dfkd_ensemble_images_mosaic',
-      'dfkd_ensemble_bank')),
+     ('dfkd_images_mosaic', 'dfkd_fourier_images_mosaic', 'dfkd_procedural_mosaic',
+      'student_real_kd_rednet26', 'dfkd_rednet26_images_mosaic',
+      'dfkd_rednet26_fourier_images_mosaic', 'dfkd_rednet26_procedural_mosaic',
+      'dfkd_ensemble_images_mosaic', 'dfkd_ensemble_bank', 'dfkd_ensemble_procedural_mosaic')),
     (('teacher', 'teacher_vit256'),
-     ('dfkd_images_mosaic', 'dfkd_vit256_images_mosaic', 'dfkd_vit256_psim_images_mosaic')),
+     ('dfkd_images_mosaic', 'dfkd_vit256_images_mosaic', 'dfkd_vit256_psim_images_mosaic',
+      'dfkd_vit256_cnn_images_mosaic', 'dfkd_vit256_fourier_images_mosaic',
+      'dfkd_procedural_mosaic', 'dfkd_vit256_procedural_mosaic')),
 )
 # The row whose mAP the synthetic / real ratio divides by: the same student with the same
 # distillation terms, on the real train images.
@@ -753,10 +808,7 @@ def save(results: Dict[str, Any], path: str, settings: Dict[str, Any],
     rows at the same time do not drop each other's rows. A lock next to the file makes the
     read and the write one step. ``realism``: also compute the realism figures
     (:func:`add_realism`), as the end of a run does."""
-    import fcntl
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(path + '.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with results_lock(path):
         for row_name, row in valid_rows(path, settings, args).items():
             results['rows'].setdefault(row_name, row)
         add_synthesis_figures(results)

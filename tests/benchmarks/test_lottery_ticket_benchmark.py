@@ -176,6 +176,22 @@ def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkey
     assert trained == [('rewind', iters, iters // 20)]
 
 
+def test_two_commands_running_different_modes_at_once_keep_each_others_runs(
+        tmp_path, monkeypatch):
+    flags = _demo_inputs(tmp_path) + ['--round-iters', '8', '--rewind-iter', '1']
+
+    def run_reset(reset, args, config_sha):
+        if reset == 'rewind':
+            # Meanwhile, a second command measures the other mode and stores it first.
+            lottery_ticket.main(flags + ['--resets', 'reinit'])
+        return dict(_run(reset, _rounds(0.2, 0.1, 0.05, 0.01)), config_sha=config_sha)
+
+    monkeypatch.setattr(lottery_ticket, 'run_reset', run_reset)
+    lottery_ticket.main(flags + ['--resets', 'rewind'])
+    results = json.load(open(tmp_path / 'results' / 'lottery_ticket.json'))
+    assert sorted(results['runs']) == ['reinit', 'rewind']
+
+
 def test_missing_demo_outputs_and_rounds_that_do_not_work_are_refused(tmp_path, capsys):
     with pytest.raises(FileNotFoundError) as error:
         lottery_ticket.check_demo_inputs(str(tmp_path / 'teacher.pth'), str(tmp_path / 'data'),

@@ -128,10 +128,18 @@ def test_rows_are_of_the_kind_their_config_says():
                          dfkd_inversion='online', dfkd_generator='online', dfkd_images='bank',
                          dfkd_bank='bank', dfkd_images_mosaic='bank',
                          dfkd_procedural='online', dfkd_images_procedural='bank',
-                         teacher_rednet26='teacher', dfkd_rednet26_images_mosaic='bank',
+                         dfkd_procedural_mosaic='bank', dfkd_fourier_images_mosaic='bank',
+                         teacher_rednet26='teacher', student_real_kd_rednet26='real',
+                         dfkd_rednet26_images_mosaic='bank',
+                         dfkd_rednet26_fourier_images_mosaic='bank',
+                         dfkd_rednet26_procedural_mosaic='bank',
                          dfkd_ensemble_images_mosaic='bank', dfkd_ensemble_bank='bank',
+                         dfkd_ensemble_procedural_mosaic='bank',
                          teacher_vit256='teacher', dfkd_vit256_images_mosaic='bank',
-                         dfkd_vit256_psim_images_mosaic='bank')
+                         dfkd_vit256_psim_images_mosaic='bank',
+                         dfkd_vit256_cnn_images_mosaic='bank',
+                         dfkd_vit256_procedural_mosaic='bank',
+                         dfkd_vit256_fourier_images_mosaic='bank')
 
 
 def _results(**maps):

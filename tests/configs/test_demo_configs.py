@@ -110,3 +110,71 @@ def test_data_free_variants_differ_only_in_where_the_images_come_from(variant):
         return {k: v for k, v in Config.fromfile(path).to_dict().items() if k not in where}
 
     assert recipe(osp.join(DEMO, variant)) == recipe(DFKD)
+
+
+def test_real_kd_from_the_involution_teacher_differs_from_the_cnn_ones_only_in_the_teacher():
+    """The denominator of the involution teacher's synthetic / real ratio: the real-image KD
+    baseline with the involution teacher in place of the CNN teacher, nothing else changed."""
+    cnn = Config.fromfile(osp.join(DEMO, 'kd_deit_tiny_shapes_real.py')).to_dict()
+    rednet = Config.fromfile(osp.join(DEMO, 'kd_rednet26_deit_tiny_shapes_real.py')).to_dict()
+    (teacher, ) = rednet['model'].pop('teachers')
+    cnn['model'].pop('teachers')
+    assert rednet == cnn
+    assert resolve_teacher_config(teacher['config']) == load_config(
+        osp.join(DEMO, 'retinanet_rednet26_shapes.py')).model
+    assert teacher['checkpoint'] == 'work_dirs/demo/teacher_rednet26/iter_1500.pth'
+
+
+@pytest.mark.parametrize('inverted, procedural', [
+    ('dfkd_images_mosaic_deit_tiny_shapes.py', 'dfkd_procedural_mosaic_deit_tiny_shapes.py'),
+    ('dfkd_rednet26_images_mosaic_deit_tiny_shapes.py',
+     'dfkd_rednet26_procedural_mosaic_deit_tiny_shapes.py'),
+    ('dfkd_ensemble_images_mosaic_deit_tiny_shapes.py',
+     'dfkd_ensemble_procedural_mosaic_deit_tiny_shapes.py'),
+    ('dfkd_vit256_images_mosaic_deit_tiny_shapes.py',
+     'dfkd_vit256_procedural_mosaic_deit_tiny_shapes.py')])
+def test_procedural_mosaics_differ_from_inverted_ones_only_in_the_images(inverted, procedural):
+    """Same teacher, terms, mosaic pipeline and schedule; the images are the dead-leaves set,
+    made by the same synthesis config for every teacher."""
+    where = ('bank_root', 'synthesis_config', 'train_dataloader')
+
+    def recipe(name):
+        return {k: v for k, v in Config.fromfile(osp.join(DEMO, name)).to_dict().items()
+                if k not in where}
+
+    assert recipe(procedural) == recipe(inverted)
+    cfg = Config.fromfile(osp.join(DEMO, procedural))
+    assert cfg.synthesis_config == 'dfkd_procedural_deit_tiny_shapes.py'
+    bank = 'work_dirs/demo/procedural_bank/'
+    assert cfg.train_dataloader.dataset.data_root == cfg.bank_root == bank
+    assert cfg.train_dataloader.dataset.pipeline == Config.fromfile(
+        osp.join(DEMO, inverted)).train_dataloader.dataset.pipeline
+
+
+@pytest.mark.parametrize('teacher', ['', 'rednet26_', 'vit256_'])
+def test_the_fourier_inversion_differs_from_the_demos_only_in_what_adam_updates(teacher):
+    """Same teacher, losses, steps and schedule as the teacher's pixel inversion; the images
+    are Fourier spectra, with the learning rate that moves them as far. The training config
+    differs from the pixel images' only in its bank."""
+    pixels = Config.fromfile(osp.join(DEMO, f'dfkd_{teacher}deit_tiny_shapes.py')).to_dict()
+    fourier = Config.fromfile(
+        osp.join(DEMO, f'dfkd_{teacher}fourier_deit_tiny_shapes.py')).to_dict()
+    hook_p, hook_f = pixels.pop('custom_hooks'), fourier.pop('custom_hooks')
+    assert fourier == pixels
+    synth_p, synth_f = hook_p[0].pop('synthesizer'), hook_f[0].pop('synthesizer')
+    assert hook_f == hook_p
+    assert synth_f.pop('parameterization') == dict(type='fourier', decay=1.0)
+    assert (synth_f.pop('lr'), synth_p.pop('lr')) == (0.2, 0.05)
+    synth_p['loss'].pop('adi_weight')  # 0, the default
+    assert synth_f == synth_p
+
+    where = ('bank_root', 'synthesis_config', 'train_dataloader')
+
+    def recipe(name):
+        return {k: v for k, v in Config.fromfile(osp.join(DEMO, name)).to_dict().items()
+                if k not in where}
+
+    training = f'dfkd_{teacher}fourier_images_mosaic_deit_tiny_shapes.py'
+    assert recipe(training) == recipe(f'dfkd_{teacher}images_mosaic_deit_tiny_shapes.py')
+    assert Config.fromfile(osp.join(DEMO, training)).synthesis_config == \
+        f'dfkd_{teacher}fourier_deit_tiny_shapes.py'

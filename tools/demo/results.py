@@ -1,10 +1,12 @@
 """Bookkeeping shared by the benchmarks that train on ``make demo``'s outputs: whether those
 inputs exist, which stored results still hold, and the machine they were measured on."""
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import os.path as osp
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Iterator
 
 import torch
 
@@ -49,6 +51,29 @@ def kept_entries(path: str, settings: Dict[str, Any], config_sha: str,
         return {}
     return {key: entry for key, entry in previous[field].items()
             if entry.get('config_sha') == config_sha}
+
+
+@contextlib.contextmanager
+def results_lock(path: str) -> Iterator[None]:
+    """Holds an exclusive lock on the results file ``path`` (a ``.lock`` file next to it), so
+    that reading what other runs stored there and writing it back is one step."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def save_merged(results: Dict[str, Any], path: str, config_sha: str, field: str,
+                write: Callable[[Dict[str, Any]], None]) -> None:
+    """Adds to ``results[field]`` the entries another run of the same benchmark stored in
+    ``path`` since this one read it (those of :func:`kept_entries` this run does not hold),
+    then writes the results with ``write``, under :func:`results_lock`: two commands measuring
+    different entries at the same time keep each other's entries."""
+    settings = {key: value for key, value in results.items() if key != field}
+    with results_lock(path):
+        for key, entry in kept_entries(path, settings, config_sha, field).items():
+            results[field].setdefault(key, entry)
+        write(results)
 
 
 def machine() -> str:
