@@ -44,7 +44,7 @@ import os.path as osp
 import shutil
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config
 
@@ -58,8 +58,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'to
 from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
                              experiment_config, train)
 from demo.results import (add_demo_arguments, check_demo_inputs,  # noqa: E402
-                          demo_input_settings, kept_entries, machine,
-                          save_merged)
+                          demo_input_settings, machine, measure_missing)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Reset mode -> its label in the report.
@@ -263,22 +262,11 @@ def write_results(results: Dict[str, Any], out_dir: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    path = osp.join(args.out_dir, 'lottery_ticket.json')
-    settings = settings_of(args)
     config_sha = config_fingerprint(CONFIG)
-    results: Dict[str, Any] = dict(
-        settings, runs={} if args.force else kept_entries(path, settings, config_sha, 'runs'))
-    todo: List[str] = [reset for reset in args.resets if reset not in results['runs']]
-    for reset in todo:
-        print(f'\n===== [lottery_ticket {time.strftime("%H:%M:%S")}] {reset} =====', flush=True)
-        results['runs'][reset] = run_reset(reset, args, config_sha)
-        # After every run: an interrupted command keeps them, and a command running the other
-        # mode at the same time keeps its own.
-        save_merged(results, path, config_sha, 'runs',
-                    lambda merged: write_results(merged, args.out_dir))
-    if not todo:
-        print('[lottery_ticket] every run asked for is measured already (--force reruns them)')
-        write_results(results, args.out_dir)
+    measure_missing('lottery_ticket', osp.join(args.out_dir, 'lottery_ticket.json'),
+                    settings_of(args), config_sha, 'runs', {reset: reset for reset in args.resets},
+                    lambda reset: run_reset(reset, args, config_sha),
+                    lambda results: write_results(results, args.out_dir), force=args.force)
 
 
 if __name__ == '__main__':

@@ -42,7 +42,7 @@ import os.path as osp
 import shutil
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config
 
@@ -53,8 +53,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'to
 from demo.experiment import (REPO_ROOT, config_fingerprint, evaluate,  # noqa: E402
                              experiment_config, train, validation_curve)
 from demo.results import (add_demo_arguments, check_demo_inputs,  # noqa: E402
-                          demo_input_settings, kept_entries, machine,
-                          save_merged)
+                          demo_input_settings, machine, measure_missing)
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'dfkd_images_mosaic_deit_tiny_shapes.py')
 # Norm name -> (label in the report, norm_cfg of the student's neck and bbox_head; None keeps
@@ -186,25 +185,14 @@ def write_results(results: Dict[str, Any], out_dir: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    path = osp.join(args.out_dir, 'norm_batch.json')
-    settings = settings_of(args)
     config_sha = config_fingerprint(CONFIG)
-    results: Dict[str, Any] = dict(
-        settings, rows={} if args.force else kept_entries(path, settings, config_sha, 'rows'))
-    todo: List[Tuple[str, int]] = [(norm, batch) for norm in args.norms
-                                   for batch in args.batch_sizes
-                                   if row_key(norm, batch) not in results['rows']]
-    for norm, batch in todo:
-        print(f'\n===== [norm_batch {time.strftime("%H:%M:%S")}] {norm}, batch {batch} =====',
-              flush=True)
-        results['rows'][row_key(norm, batch)] = run_row(norm, batch, args, config_sha)
-        # After every run: an interrupted command keeps them, and a command running other rows
-        # at the same time keeps its own.
-        save_merged(results, path, config_sha, 'rows',
-                    lambda merged: write_results(merged, args.out_dir))
-    if not todo:
-        print('[norm_batch] every run asked for is measured already (--force reruns them)')
-        write_results(results, args.out_dir)
+    jobs = {row_key(norm, batch): (norm, batch) for norm in args.norms
+            for batch in args.batch_sizes}
+    measure_missing('norm_batch', osp.join(args.out_dir, 'norm_batch.json'), settings_of(args),
+                    config_sha, 'rows',
+                    {key: f'{norm}, batch {batch}' for key, (norm, batch) in jobs.items()},
+                    lambda key: run_row(*jobs[key], args, config_sha),
+                    lambda results: write_results(results, args.out_dir), force=args.force)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ from mmdet.registry import HOOKS
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
+from demo.results import kept_entries
 
 _spec = importlib.util.spec_from_file_location(
     'lottery_ticket', osp.join(REPO_ROOT, 'benchmarks', 'lottery_ticket.py'))
@@ -133,12 +134,12 @@ def test_kept_runs_are_those_of_the_same_settings_and_config(tmp_path):
     with open(path, 'w') as f:
         json.dump(results, f)
     settings = {key: results[key] for key in lottery_ticket.SETTING_KEYS}
-    assert list(lottery_ticket.kept_entries(path, settings, 'c', 'runs')) == ['rewind']
+    assert list(kept_entries(path, settings, 'c', 'runs')) == ['rewind']
     for key, other in (('sparsities', [0.5, 0.9]), ('round_iters', 400), ('rewind_iter', 0),
                        ('scope', 'layer'), ('seed', 1), ('bank_sha', 'remade'),
                        ('teacher_sha', 'retrained'), ('data_root', 'data/variant')):
-        assert lottery_ticket.kept_entries(path, dict(settings, **{key: other}), 'c', 'runs') == {}
-    assert lottery_ticket.kept_entries(str(tmp_path / 'none.json'), settings, 'c', 'runs') == {}
+        assert kept_entries(path, dict(settings, **{key: other}), 'c', 'runs') == {}
+    assert kept_entries(str(tmp_path / 'none.json'), settings, 'c', 'runs') == {}
 
 
 def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkeypatch):

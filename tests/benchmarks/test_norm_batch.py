@@ -11,6 +11,7 @@ from mmengine.config import Config
 from torch import nn
 
 from conftest import REPO_ROOT, save_random_teacher_checkpoint
+from demo.results import kept_entries
 
 _spec = importlib.util.spec_from_file_location(
     'norm_batch', osp.join(REPO_ROOT, 'benchmarks', 'norm_batch.py'))
@@ -100,11 +101,11 @@ def test_kept_runs_are_those_of_the_same_settings_and_config(tmp_path):
     with open(path, 'w') as f:
         json.dump(results, f)
     settings = {key: results[key] for key in norm_batch.SETTING_KEYS}
-    assert list(norm_batch.kept_entries(path, settings, 'c', 'rows')) == ['GN_batch2']
+    assert list(kept_entries(path, settings, 'c', 'rows')) == ['GN_batch2']
     for key, other in (('iters', 400), ('seed', 1), ('bank_sha', 'remade'),
                        ('teacher_sha', 'retrained'), ('data_root', 'data/variant')):
-        assert norm_batch.kept_entries(path, dict(settings, **{key: other}), 'c', 'rows') == {}
-    assert norm_batch.kept_entries(str(tmp_path / 'none.json'), settings, 'c', 'rows') == {}
+        assert kept_entries(path, dict(settings, **{key: other}), 'c', 'rows') == {}
+    assert kept_entries(str(tmp_path / 'none.json'), settings, 'c', 'rows') == {}
 
 
 def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ import fcntl
 import json
 import os
 import os.path as osp
-from typing import Any, Callable, Dict, Iterator
+import time
+from typing import Any, Callable, Dict, Iterator, Mapping
 
 import torch
 
@@ -73,6 +74,26 @@ def save_merged(results: Dict[str, Any], path: str, config_sha: str, field: str,
     with results_lock(path):
         for key, entry in kept_entries(path, settings, config_sha, field).items():
             results[field].setdefault(key, entry)
+        write(results)
+
+
+def measure_missing(name: str, path: str, settings: Dict[str, Any], config_sha: str,
+                    field: str, jobs: Mapping[str, str], run: Callable[[str], Dict[str, Any]],
+                    write: Callable[[Dict[str, Any]], None], force: bool = False) -> None:
+    """Measures the entries of ``jobs`` (key -> label) that the results file ``path`` does not
+    hold yet (:func:`kept_entries`; all of them with ``force``) with ``run(key)``, and writes
+    the results with ``write`` after each (:func:`save_merged`: an interrupted command keeps
+    them, and a command measuring other entries at the same time keeps its own); writes them
+    once if nothing was left to measure. ``name`` labels the progress lines."""
+    results: Dict[str, Any] = dict(
+        settings, **{field: {} if force else kept_entries(path, settings, config_sha, field)})
+    todo = [key for key in jobs if key not in results[field]]
+    for key in todo:
+        print(f'\n===== [{name} {time.strftime("%H:%M:%S")}] {jobs[key]} =====', flush=True)
+        results[field][key] = run(key)
+        save_merged(results, path, config_sha, field, write)
+    if not todo:
+        print(f'[{name}] every run asked for is measured already (--force reruns them)')
         write(results)
 
 
