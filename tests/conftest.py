@@ -107,3 +107,18 @@ def write_tiny_dfkd_config(data_root: str, teacher_ckpt: str, path: str) -> str:
     hook.update(vis_interval=2)
     cfg.dump(path)
     return path
+
+
+def fake_demo_inputs(tmp_path) -> List[str]:
+    """What `make demo` leaves for a benchmark that trains on its outputs, as files of a few
+    bytes: the teacher checkpoint, the val annotations and the bank's summary (returned: their
+    command-line flags)."""
+    teacher = tmp_path / 'teacher.pth'
+    teacher.write_bytes(b'weights')
+    (tmp_path / 'data' / 'annotations').mkdir(parents=True)
+    (tmp_path / 'data' / 'annotations' / 'instances_val.json').write_text('{}')
+    (tmp_path / 'bank').mkdir()
+    (tmp_path / 'bank' / 'summary.json').write_text('{"num_images": 4}')
+    return ['--teacher-checkpoint', str(teacher), '--data-root', str(tmp_path / 'data'),
+            '--bank', str(tmp_path / 'bank'), '--work-dir', str(tmp_path / 'work'),
+            '--out-dir', str(tmp_path / 'results')]

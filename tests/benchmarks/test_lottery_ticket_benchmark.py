@@ -11,28 +11,13 @@ import torch
 from mmdet.registry import HOOKS
 from mmengine.config import Config
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, fake_demo_inputs
 from demo.results import kept_entries
 
 _spec = importlib.util.spec_from_file_location(
     'lottery_ticket', osp.join(REPO_ROOT, 'benchmarks', 'lottery_ticket.py'))
 lottery_ticket = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lottery_ticket)
-
-
-def _demo_inputs(tmp_path):
-    """What `make demo` leaves for the benchmark, as files of a few bytes: the teacher
-    checkpoint, the val annotations and the bank's summary (returned: their command-line
-    flags)."""
-    teacher = tmp_path / 'teacher.pth'
-    teacher.write_bytes(b'weights')
-    (tmp_path / 'data' / 'annotations').mkdir(parents=True)
-    (tmp_path / 'data' / 'annotations' / 'instances_val.json').write_text('{}')
-    (tmp_path / 'bank').mkdir()
-    (tmp_path / 'bank' / 'summary.json').write_text('{"num_images": 4}')
-    return ['--teacher-checkpoint', str(teacher), '--data-root', str(tmp_path / 'data'),
-            '--bank', str(tmp_path / 'bank'), '--work-dir', str(tmp_path / 'work'),
-            '--out-dir', str(tmp_path / 'results')]
 
 
 def _args(tmp_path, **changes) -> argparse.Namespace:
@@ -150,7 +135,7 @@ def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkey
         return dict(_run(reset, _rounds(0.2, 0.1, 0.05, 0.01)), config_sha=config_sha)
 
     monkeypatch.setattr(lottery_ticket, 'run_reset', run_reset)
-    flags = _demo_inputs(tmp_path)
+    flags = fake_demo_inputs(tmp_path)
     lottery_ticket.main(flags + ['--round-iters', '8', '--rewind-iter', '1'])
     assert trained == [('rewind', 8, 1), ('reinit', 8, 1)]
     out = tmp_path / 'results'
@@ -179,7 +164,7 @@ def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkey
 
 def test_two_commands_running_different_modes_at_once_keep_each_others_runs(
         tmp_path, monkeypatch):
-    flags = _demo_inputs(tmp_path) + ['--round-iters', '8', '--rewind-iter', '1']
+    flags = fake_demo_inputs(tmp_path) + ['--round-iters', '8', '--rewind-iter', '1']
 
     def run_reset(reset, args, config_sha):
         if reset == 'rewind':
@@ -203,7 +188,7 @@ def test_missing_demo_outputs_and_rounds_that_do_not_work_are_refused(tmp_path, 
     assert (f"the summary of the synthetic bank {tmp_path / 'bank'}/summary.json does not "
             'exist (--bank)') in message
     assert 'Run `make demo` first' in message
-    flags = _demo_inputs(tmp_path)
+    flags = fake_demo_inputs(tmp_path)
     (tmp_path / 'bank' / 'summary.json').unlink()
     with pytest.raises(SystemExit):
         lottery_ticket.parse_args(flags)

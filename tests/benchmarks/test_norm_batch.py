@@ -10,28 +10,13 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from torch import nn
 
-from conftest import REPO_ROOT, save_random_teacher_checkpoint
+from conftest import REPO_ROOT, fake_demo_inputs, save_random_teacher_checkpoint
 from demo.results import kept_entries
 
 _spec = importlib.util.spec_from_file_location(
     'norm_batch', osp.join(REPO_ROOT, 'benchmarks', 'norm_batch.py'))
 norm_batch = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(norm_batch)
-
-
-def _demo_inputs(tmp_path):
-    """What `make demo` leaves for the benchmark, as files of a few bytes: the teacher
-    checkpoint, the val annotations and the bank's summary (returned: their command-line
-    flags)."""
-    teacher = tmp_path / 'teacher.pth'
-    teacher.write_bytes(b'weights')
-    (tmp_path / 'data' / 'annotations').mkdir(parents=True)
-    (tmp_path / 'data' / 'annotations' / 'instances_val.json').write_text('{}')
-    (tmp_path / 'bank').mkdir()
-    (tmp_path / 'bank' / 'summary.json').write_text('{"num_images": 4}')
-    return ['--teacher-checkpoint', str(teacher), '--data-root', str(tmp_path / 'data'),
-            '--bank', str(tmp_path / 'bank'), '--work-dir', str(tmp_path / 'work'),
-            '--out-dir', str(tmp_path / 'results')]
 
 
 def _norm_types(module: nn.Module) -> set:
@@ -116,7 +101,7 @@ def test_a_second_command_trains_only_the_runs_not_measured_yet(tmp_path, monkey
         return dict(_row(norm, batch_size, 0.1, 5.), config_sha=config_sha)
 
     monkeypatch.setattr(norm_batch, 'run_row', run_row)
-    flags = _demo_inputs(tmp_path)
+    flags = fake_demo_inputs(tmp_path)
     norm_batch.main(flags + ['--iters', '8'])
     assert trained == [('GN', 2, 8), ('GN', 8, 8), ('BN', 2, 8), ('BN', 8, 8)]
     results = json.load(open(tmp_path / 'results' / 'norm_batch.json'))
@@ -153,7 +138,7 @@ def test_missing_demo_outputs_say_to_run_make_demo(tmp_path, capsys):
             'exist (--bank)') in message
     assert 'Run `make demo` first' in message
     # The command stops before anything trains, with the same message for what is missing.
-    flags = _demo_inputs(tmp_path)
+    flags = fake_demo_inputs(tmp_path)
     (tmp_path / 'bank' / 'summary.json').unlink()
     with pytest.raises(SystemExit):
         norm_batch.parse_args(flags)
