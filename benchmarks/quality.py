@@ -66,7 +66,8 @@ the synthesis config its ``synthesis_config`` names, and shared), any other trai
 train images. ``teacher`` is only evaluated.
 
 Columns, per row: bbox mAP and mAP50; **synthetic / real**, its mAP over the ``student_real_kd``
-row's (the same student with the same distillation terms on the real train images);
+row's (the same student with the same distillation terms on the real train images, plus
+the ground truth; ``student_real_kd_nogt`` is the reference without it);
 **retention**, its mAP over the teacher's; for rows with synthetic images, the teacher forward
 and backward passes per synthetic image, synthetic images per second and **fidelity** (the
 teacher's mAP50 on its own synthetic images against their targets), all read from the bank's
@@ -128,7 +129,11 @@ ROWS = {
     'teacher': ('CNN teacher (RetinaNet-R18), real images', 'retinanet_r18_shapes.py'),
     'student_real': ('ViT student, real images, no KD', 'retinanet_deit_tiny_shapes.py'),
     'student_real_kd': ('ViT student, real images + KD', 'kd_deit_tiny_shapes_real.py'),
+    'student_real_kd_nogt': ('ViT student, real images + KD, no ground truth (the data-free '
+                             'terms exactly)', 'kd_deit_tiny_shapes_real_nogt.py'),
     'dfkd_inversion': ('ViT student, data-free (inversion)', 'dfkd_deit_tiny_shapes.py'),
+    'dfkd_competition': ('ViT student, data-free (inversion with the competition term)',
+                         'dfkd_competition_deit_tiny_shapes.py'),
     'dfkd_generator': ('ViT student, data-free (generator)',
                        'dfkd_generator_deit_tiny_shapes.py'),
     'dfkd_images': ('ViT student, data-free (stored images, teacher online)',
@@ -136,6 +141,16 @@ ROWS = {
     'dfkd_bank': ('ViT student, data-free (stored bank)', 'dfkd_bank_deit_tiny_shapes.py'),
     'dfkd_images_mosaic': ('ViT student, data-free (stored images in mosaics, teacher online)',
                            'dfkd_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_images_mosaic_photometric': ('ViT student, data-free (stored images in mosaics, '
+                                       'colours randomized, teacher online)',
+                                       'dfkd_images_mosaic_photometric_deit_tiny_shapes.py'),
+    'dfkd_leaves_refined_images_mosaic': ('ViT student, data-free (dead-leaves images '
+                                          'refined by a short inversion, in mosaics, teacher '
+                                          'online)',
+                                          'dfkd_leaves_refined_images_mosaic_deit_tiny_shapes.py'),
+    'dfkd_augmented_images_mosaic': ('ViT student, data-free (images inverted under zoom and '
+                                     'colour shift, in mosaics, teacher online)',
+                                     'dfkd_augmented_images_mosaic_deit_tiny_shapes.py'),
     'dfkd_procedural': ('ViT student, data-free (new dead-leaves images every batch, no '
                         'inversion)', 'dfkd_procedural_deit_tiny_shapes.py'),
     'dfkd_images_procedural': ('ViT student, data-free (stored dead-leaves images, no '
@@ -303,6 +318,11 @@ def synthesizer_entry(cfg: Config) -> Optional[Dict[str, Any]]:
         if hook.get('type') == 'ImageSynthesisHook':
             return json.loads(json.dumps(hook.synthesizer.to_dict()))
     return None
+
+
+def teacher_configs(cfg: Config) -> List[str]:
+    """The files of the teacher configs a distillation config names, as normalized paths."""
+    return [osp.normpath(str(teacher['config'])) for teacher in cfg.model.get('teachers', [])]
 
 
 def row_kind(name: str) -> str:
@@ -523,8 +543,9 @@ def synthesis_figures(bank: str) -> Dict[str, Any]:
 def add_synthesis_figures(results: Dict[str, Any]) -> None:
     """Gives every synthetic row without them its bank's synthesis figures
     (:func:`synthesis_figures`), in place: a bank row its own bank's, a row that synthesizes
-    during training those of a bank of this run made with the same synthesizer entry. Only
-    banks unchanged since their row used them count (``bank_sha``)."""
+    during training those of a bank of this run made with the same synthesizer entry for the
+    same teachers (a synthesis config that names the same teacher configs). Only banks
+    unchanged since their row used them count (``bank_sha``)."""
     rows = results['rows']
     banks = sorted({row['bank'] for row in rows.values()
                     if row.get('bank') and row.get('bank_sha') == bank_fingerprint(row['bank'])})
@@ -537,11 +558,14 @@ def add_synthesis_figures(results: Dict[str, Any]) -> None:
             bank = row['bank']
         elif kind == 'online':
             entry = synthesizer_entry(_config(name))
+            teachers = teacher_configs(_config(name))
             for candidate in banks:
                 with open(osp.join(candidate, 'summary.json')) as f:
-                    if json.load(f).get('synthesizer') == entry:
-                        bank = candidate
-                        break
+                    summary = json.load(f)
+                if (summary.get('synthesizer') == entry and summary.get('config') and
+                        teacher_configs(Config.fromfile(summary['config'])) == teachers):
+                    bank = candidate
+                    break
         if bank:
             row['synthesis'] = synthesis_figures(bank)
 
@@ -644,7 +668,8 @@ def report_table(results: Dict[str, Any]) -> str:
                 if name in rows and row_kind(name) == 'online' and rows[name].get('synthesis')]
     realism = next((row['realism'] for row in rows.values() if row.get('realism')), None)
     lines += ['', f'synthetic / real: mAP over the mAP of "{ROWS[REAL_KD_ROW][0]}" (same '
-              'student, same distillation terms, real train images); retention: mAP over the '
+              'student, same distillation terms and the ground truth, real train images); '
+              'retention: mAP over the '
               f'teacher\'s; target {TARGET} for both.',
               'Teacher passes per synthetic image, synthetic images per second and fidelity '
               '(teacher mAP50 on its own synthetic images against their targets) from the '
@@ -787,7 +812,10 @@ def main() -> None:
 
 def valid_rows(path: str, settings: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
     """The rows of the results file ``path`` that still hold: measured with these settings,
-    their config and other teachers' checkpoints unchanged; none if there is no such file."""
+    their config and other teachers' checkpoints unchanged; none if there is no such file.
+    Rows this version of the benchmark has no entry of ``ROWS`` for (written by a newer one,
+    e.g. a run started after a row was added, at the same time as this one) are kept as they
+    are: this version can neither check nor report them, but must not drop them."""
     if not osp.isfile(path):
         return {}
     with open(path) as f:
@@ -795,7 +823,7 @@ def valid_rows(path: str, settings: Dict[str, Any], args: argparse.Namespace) ->
     if not all(previous.get(k) == v for k, v in settings.items()):
         return {}
     return {row_name: row for row_name, row in previous['rows'].items()
-            if row_name in ROWS and row.get('config_sha') == (
+            if row_name not in ROWS or row.get('config_sha') == (
                 config_fingerprint(args.teacher_config)
                 if row_name == 'teacher' and args.teacher_config else _fingerprint(row_name))
             and row.get('other_teachers', {}) == other_teachers_record(row_name)}

@@ -125,8 +125,12 @@ def test_config_fingerprint_follows_the_resolved_config(tmp_path):
 def test_rows_are_of_the_kind_their_config_says():
     kinds = {name: quality.row_kind(name) for name in quality.ROWS}
     assert kinds == dict(teacher='teacher', student_real='real', student_real_kd='real',
-                         dfkd_inversion='online', dfkd_generator='online', dfkd_images='bank',
+                         student_real_kd_nogt='real', dfkd_inversion='online',
+                         dfkd_competition='online', dfkd_generator='online', dfkd_images='bank',
                          dfkd_bank='bank', dfkd_images_mosaic='bank',
+                         dfkd_images_mosaic_photometric='bank',
+                         dfkd_leaves_refined_images_mosaic='bank',
+                         dfkd_augmented_images_mosaic='bank',
                          dfkd_procedural='online', dfkd_images_procedural='bank',
                          dfkd_procedural_mosaic='bank', dfkd_fourier_images_mosaic='bank',
                          teacher_rednet26='teacher', student_real_kd_rednet26='real',
@@ -224,13 +228,19 @@ def test_a_tagged_run_writes_its_own_files(tmp_path):
 
 def test_synthetic_rows_get_their_banks_figures(tmp_path):
     inversion = quality.synthesizer_entry(quality._config('dfkd_inversion'))
+    # A bank with the same synthesizer settings for two teachers (the ensemble's) sorts first;
+    # the online inversion of the demo teacher must not take its figures.
+    ensemble = _bank(tmp_path / 'a_ensemble', inversion, teacher_forward_per_image=168,
+                     config=osp.join(quality.DEMO, 'dfkd_ensemble_deit_tiny_shapes.py'))
     bank = _bank(tmp_path / 'bank', inversion, teacher_forward_per_image=80,
-                 teacher_backward_per_image=80)
+                 teacher_backward_per_image=80,
+                 config=osp.join(quality.DEMO, 'dfkd_deit_tiny_shapes.py'))
     stale = _bank(tmp_path / 'stale')
     results = _results(student_real=0.2, dfkd_bank=0.3, dfkd_inversion=0.1,
-                       dfkd_generator=0.1, dfkd_images=0.2)
+                       dfkd_generator=0.1, dfkd_images=0.2, dfkd_ensemble_bank=0.1)
     rows = results['rows']
     rows['dfkd_bank'].update(bank=bank, bank_sha=quality.bank_fingerprint(bank))
+    rows['dfkd_ensemble_bank'].update(bank=ensemble, bank_sha=quality.bank_fingerprint(ensemble))
     # dfkd_images's bank was made again since the row used it.
     rows['dfkd_images'].update(bank=stale, bank_sha='made before')
     quality.add_synthesis_figures(results)
@@ -452,6 +462,17 @@ def test_concurrent_runs_keep_each_others_rows(tmp_path, monkeypatch):
     quality.save(second, path, settings, args)
     with open(path) as f:
         assert set(json.load(f)['rows']) == {'student_real', 'dfkd_bank'}
+    # A row this version has no entry for (a run of a newer version, with the row added,
+    # wrote it meanwhile) is kept as it is, and left out of the report.
+    with open(path) as f:
+        stored = json.load(f)
+    stored['rows']['row_added_later'] = dict(bbox_mAP=0.3, bbox_mAP_50=0.6, config_sha='new')
+    with open(path, 'w') as f:
+        json.dump(stored, f)
+    quality.save(dict(settings, rows={}), path, settings, args)
+    with open(path) as f:
+        assert json.load(f)['rows']['row_added_later']['config_sha'] == 'new'
+    assert 'row_added_later' not in (tmp_path / 'quality.md').read_text()
     # A row of other settings is not taken.
     quality.save(dict(settings, seed=1, rows={}), path, dict(settings, seed=1), args)
     with open(path) as f:

@@ -178,3 +178,89 @@ def test_the_fourier_inversion_differs_from_the_demos_only_in_what_adam_updates(
     assert recipe(training) == recipe(f'dfkd_{teacher}images_mosaic_deit_tiny_shapes.py')
     assert Config.fromfile(osp.join(DEMO, training)).synthesis_config == \
         f'dfkd_{teacher}fourier_deit_tiny_shapes.py'
+
+
+def _synthesizer_and_rest(name: str) -> tuple:
+    """A demo config as a dict, split into its (one) hook's synthesizer and everything else."""
+    cfg = Config.fromfile(osp.join(DEMO, name)).to_dict()
+    (hook, ) = cfg.pop('custom_hooks')
+    return hook.pop('synthesizer'), dict(cfg, hook=hook)
+
+
+def test_the_short_inversion_of_dead_leaves_differs_from_the_demos_only_in_start_and_steps():
+    """Same teacher, losses and weights as the demo's inversion; it starts from dead leaves and
+    refines them for 40 full-resolution steps (no low-resolution phase), the false-positive
+    sampling scaled to those steps. The training config differs from the demo's mosaics only in
+    its bank."""
+    demo, demo_rest = _synthesizer_and_rest('dfkd_deit_tiny_shapes.py')
+    leaves, leaves_rest = _synthesizer_and_rest('dfkd_leaves_refined_deit_tiny_shapes.py')
+    assert leaves_rest == demo_rest
+    assert leaves.pop('init') == 'dead_leaves' and 'init' not in demo
+    assert (leaves.pop('total_steps'), demo.pop('total_steps')) == (40, 80)
+    assert (leaves.pop('lowres_steps'), demo.pop('lowres_steps')) == (0, 60)
+    assert leaves.pop('fp_sampling') == dict(start=20, interval=10, score_thr=0.5)
+    demo.pop('fp_sampling'), demo.pop('lowres_scale'), demo['loss'].pop('adi_weight')
+    assert leaves.pop('steps_per_iter') == 5 and demo.pop('steps_per_iter') == 6
+    assert leaves == demo
+
+    where = ('bank_root', 'synthesis_config', 'train_dataloader')
+
+    def recipe(name):
+        return {k: v for k, v in Config.fromfile(osp.join(DEMO, name)).to_dict().items()
+                if k not in where}
+
+    training = 'dfkd_leaves_refined_images_mosaic_deit_tiny_shapes.py'
+    assert recipe(training) == recipe('dfkd_images_mosaic_deit_tiny_shapes.py')
+    cfg = Config.fromfile(osp.join(DEMO, training))
+    assert cfg.synthesis_config == 'dfkd_leaves_refined_deit_tiny_shapes.py'
+    assert cfg.train_dataloader.dataset.pipeline == Config.fromfile(
+        osp.join(DEMO, 'dfkd_images_mosaic_deit_tiny_shapes.py')).train_dataloader.dataset.pipeline
+
+
+def test_the_colour_randomized_mosaics_add_only_photometric_distortion():
+    """The demo's mosaic recipe, with mmdet's PhotoMetricDistortion as the last augmentation."""
+    mosaic = Config.fromfile(osp.join(DEMO, 'dfkd_images_mosaic_deit_tiny_shapes.py')).to_dict()
+    photo = Config.fromfile(
+        osp.join(DEMO, 'dfkd_images_mosaic_photometric_deit_tiny_shapes.py')).to_dict()
+    pipeline = photo['train_dataloader']['dataset'].pop('pipeline')
+    expected = mosaic['train_dataloader']['dataset'].pop('pipeline')
+    assert pipeline == expected[:-1] + [dict(type='PhotoMetricDistortion'), expected[-1]]
+    photo.pop('train_pipeline'), mosaic.pop('train_pipeline')
+    assert photo == mosaic
+
+
+def test_the_competition_config_adds_only_the_competition_term_to_the_online_inversion():
+    demo, demo_rest = _synthesizer_and_rest('dfkd_deit_tiny_shapes.py')
+    competition, rest = _synthesizer_and_rest('dfkd_competition_deit_tiny_shapes.py')
+    demo_rest.pop('num_synthetic')  # the size of the demo's bank: nothing is stored here
+    assert rest == demo_rest
+    assert (competition['loss'].pop('adi_weight'), demo['loss'].pop('adi_weight')) == (100., 0.)
+    assert competition == demo
+
+
+def test_real_kd_without_ground_truth_has_exactly_the_data_free_terms():
+    """The reference that isolates the images: the data-free distiller (no ground truth,
+    inherited head) on the real train images with the real-data pipeline of the GT reference."""
+    nogt = Config.fromfile(osp.join(DEMO, 'kd_deit_tiny_shapes_real_nogt.py'))
+    assert nogt.model == Config.fromfile(DFKD).model
+    assert nogt.model.gt_loss_weight == 0
+    assert [t for t in nogt.model.distill_losses if t.type == 'PseudoBoxLoss'][0].keep_gt is False
+    real = Config.fromfile(osp.join(DEMO, 'kd_deit_tiny_shapes_real.py'))
+    assert nogt.train_dataloader == real.train_dataloader
+    assert [t for t in real.model.distill_losses if t.type == 'PseudoBoxLoss'][0].keep_gt is True
+
+
+def test_the_augmented_inversion_adds_only_zoom_and_colour_shift():
+    demo, demo_rest = _synthesizer_and_rest('dfkd_deit_tiny_shapes.py')
+    augmented, rest = _synthesizer_and_rest('dfkd_augmented_deit_tiny_shapes.py')
+    assert rest == demo_rest
+    extra = augmented['loss'].pop('augment')
+    assert extra == dict(demo['loss'].pop('augment'), zoom=0.3, color=0.1)
+    demo['loss'].pop('adi_weight')  # 0, the default
+    assert augmented == demo
+
+    training = Config.fromfile(osp.join(DEMO, 'dfkd_augmented_images_mosaic_deit_tiny_shapes.py'))
+    mosaic = Config.fromfile(osp.join(DEMO, 'dfkd_images_mosaic_deit_tiny_shapes.py'))
+    assert training.synthesis_config == 'dfkd_augmented_deit_tiny_shapes.py'
+    assert training.model == mosaic.model
+    assert training.train_dataloader.dataset.pipeline == mosaic.train_dataloader.dataset.pipeline

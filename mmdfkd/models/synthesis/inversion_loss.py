@@ -25,7 +25,8 @@ class InversionLoss:
     """The inversion loss of images for their targets, differentiable in the images.
 
     With differentiable augmentations that move the boxes with the image (roll jitter, flip,
-    brightness and contrast, :func:`augment_with_boxes`), the loss is, summed over teachers
+    brightness and contrast, optionally zoom and per-channel colour shift;
+    :func:`augment_with_boxes`), the loss is, summed over teachers
     with their weights:
 
     - ``det_weight`` x the teacher's own detection loss toward the targets;

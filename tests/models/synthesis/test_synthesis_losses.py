@@ -125,3 +125,60 @@ def test_augmentations_are_differentiable():
                                    flip=True, brightness=0.1, contrast=0.1)
     out.sum().backward()
     assert image.grad is not None and image.grad.abs().sum() > 0
+
+
+def test_zoom_moves_boxes_with_the_content_in_and_out():
+    image = torch.zeros(1, 1, 64, 64)
+    image[0, 0, 24:40, 16:40] = 1.  # object at x 16-40, y 24-40, well inside the image
+    boxes = [torch.tensor([[16., 24., 40., 40.]])]
+    factors = set()
+    for seed in range(12):
+        out, moved, keep = augment_with_boxes(image, boxes, torch.Generator().manual_seed(seed),
+                                              zoom=0.3)
+        assert out.shape == image.shape and keep[0].tolist() == [0]
+        ys, xs = torch.nonzero(out[0, 0] > 0.5, as_tuple=True)
+        content_box = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+        # Bilinear resizing blurs the object's edge by at most a pixel.
+        torch.testing.assert_close(moved[0][0], content_box, atol=1.01, rtol=0)
+        width = (moved[0][0, 2] - moved[0][0, 0]).item()
+        assert 24 / 1.3 - 1 <= width <= 24 * 1.3 + 1
+        factors.add(width > 24)
+    assert factors == {True, False}  # zoomed in and out
+
+
+def test_zoom_drops_boxes_cropped_away_and_pads_with_the_mean_colour():
+    image = torch.full((1, 3, 32, 32), 0.25)
+    image[:, :, :4, :4] = 1.
+    boxes = [torch.tensor([[0., 0., 4., 4.], [12., 12., 20., 20.]])]
+    dropped = padded = False
+    for seed in range(40):
+        out, moved, keep = augment_with_boxes(image, boxes, torch.Generator().manual_seed(seed),
+                                              zoom=1.0)
+        if 0 not in keep[0].tolist():
+            dropped = True
+            assert len(moved[0]) == len(keep[0])
+        if (moved[0][:, 2] - moved[0][:, 0]).max() < 8:  # zoomed out: a padded border
+            padded = True
+            assert torch.isclose(out[0, :, -1, -1], image[0].mean(dim=(1, 2)), atol=1e-6).all() \
+                or torch.isclose(out[0, :, 0, 0], image[0].mean(dim=(1, 2)), atol=1e-6).all()
+    assert dropped and padded
+
+
+def test_colour_shift_changes_channels_apart_and_leaves_boxes():
+    image = torch.full((1, 3, 8, 8), 0.5)
+    boxes = [torch.tensor([[1., 1., 5., 5.]])]
+    out, moved, _ = augment_with_boxes(image, boxes, torch.Generator().manual_seed(0),
+                                       color=0.2)
+    torch.testing.assert_close(moved[0], boxes[0])
+    per_channel = out[0].mean(dim=(1, 2))
+    assert torch.allclose(out[0], per_channel[:, None, None].expand_as(out[0]))  # uniform shift
+    assert len(set(per_channel.tolist())) == 3  # each channel its own gain and offset
+
+
+def test_zoom_and_colour_are_differentiable():
+    image = torch.rand(2, 3, 16, 16, requires_grad=True)
+    boxes = [torch.tensor([[2., 2., 8., 8.]]), torch.tensor([[4., 4., 12., 12.]])]
+    out, _, _ = augment_with_boxes(image, boxes, torch.Generator().manual_seed(1), zoom=0.3,
+                                   color=0.1)
+    out.sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
