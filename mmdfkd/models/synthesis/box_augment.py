@@ -104,13 +104,13 @@ def _zoom(image: Tensor, box: Tensor, rng: torch.Generator, zoom: float,
                             align_corners=False)[0]
     # Offset of the resized image's top-left corner on the H x W canvas: negative when it is
     # larger (a crop), positive when smaller (padding).
-    oy = torch.randint(min(0, height - new_h), max(0, height - new_h) + 1, (), generator=rng)
-    ox = torch.randint(min(0, width - new_w), max(0, width - new_w) + 1, (), generator=rng)
-    oy, ox = int(oy), int(ox)
-    canvas = image.mean(dim=(1, 2), keepdim=True).expand(-1, height, width)
+    oy = int(torch.randint(min(0, height - new_h), max(0, height - new_h) + 1, (),
+                           generator=rng))
+    ox = int(torch.randint(min(0, width - new_w), max(0, width - new_w) + 1, (),
+                           generator=rng))
+    canvas = image.mean(dim=(1, 2), keepdim=True).expand(-1, height, width).clone()
     top, left = max(0, oy), max(0, ox)
     bottom, right = min(height, oy + new_h), min(width, ox + new_w)
-    canvas = canvas.clone()
     canvas[:, top:bottom, left:right] = resized[:, top - oy:bottom - oy, left - ox:right - ox]
     scale = box.new_tensor([new_w / width, new_h / height, new_w / width, new_h / height])
     moved = box * scale + box.new_tensor([ox, oy, ox, oy])
