@@ -25,6 +25,10 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO_ROOT, 'configs')
 # (pair name, teacher config, student config, input (H, W))
 PAIRS = [
+    ('demo: RetinaNet-R18 -> hybrid ViT (the teacher\'s frozen stem, width 128, 4 blocks, '
+     'LSA; the data-free student of make demo)',
+     osp.join(CONFIGS, 'demo', 'retinanet_r18_shapes.py'),
+     osp.join(CONFIGS, 'demo', 'dfkd_convstem_images_mosaic_deit_tiny_shapes.py'), (128, 128)),
     ('demo: RetinaNet-R18 -> ViT (width 128, 6 blocks, 8 px patches, SPT/LSA)',
      osp.join(CONFIGS, 'demo', 'retinanet_r18_shapes.py'),
      osp.join(CONFIGS, 'demo', 'retinanet_deit_tiny_shapes.py'), (128, 128)),

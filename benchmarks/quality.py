@@ -12,11 +12,15 @@ Rows (same student, same schedule; each evaluated on the real demo val split wit
 * ``dfkd_inversion``: data-free, images inverted from the teacher during training;
 * ``dfkd_generator``: data-free, images made by a generator network trained during training;
 * ``dfkd_images``: data-free, augmented views of inverted images made once before training,
-  the teacher run online on each view (what ``make demo`` runs);
+  the teacher run online on each view;
 * ``dfkd_bank``: data-free, from the same bank of inverted images with the teacher outputs
   stored with them, so no teacher runs during training;
 * ``dfkd_images_mosaic``: as ``dfkd_images``, half of the views a mosaic of four bank images
   (new scenes from the same images, relabeled by the teacher);
+* ``dfkd_convstem_images_mosaic``: as ``dfkd_images_mosaic``, with the hybrid ViT student (the
+  teacher's stem and first stage, inherited and frozen, under a 4-block ViT; what ``make demo``
+  runs); ``student_real_kd_convstem`` is that student's ``student_real_kd``, the row its
+  synthetic / real ratio divides by;
 * ``dfkd_procedural``: data-free, new procedural (dead-leaves) images every batch, no inversion
   and no teacher pass spent on them;
 * ``dfkd_images_procedural``: as ``dfkd_images``, from a stored set of 1024 dead-leaves images
@@ -67,7 +71,8 @@ train images. ``teacher`` is only evaluated.
 
 Columns, per row: bbox mAP and mAP50; **synthetic / real**, its mAP over the ``student_real_kd``
 row's (the same student with the same distillation terms on the real train images, plus
-the ground truth; ``student_real_kd_nogt`` is the reference without it);
+the ground truth; ``student_real_kd_nogt`` is the reference without it; the rows of another
+student, the hybrid ViT, divide by that student's row, ``REAL_KD_ROWS``);
 **retention**, its mAP over the teacher's; for rows with synthetic images, the teacher forward
 and backward passes per synthetic image, synthetic images per second and **fidelity** (the
 teacher's mAP50 on its own synthetic images against their targets), all read from the bank's
@@ -84,8 +89,8 @@ Finished rows are kept in ``benchmarks/results/quality.json`` and skipped when t
 run again with the same settings (data, schedule, seed, and the teacher checkpoint's content)
 and their config unchanged (a hash of the resolved config is stored with each row); the rows
 ``make demo`` measured under the same conditions (teacher, student_real, and the row of its
-data-free student's config: dfkd_images_mosaic) are taken from its ``summary.json``, and its
-bank is reused by ``dfkd_bank`` (``--force`` reruns them all). A bank or checkpoint is used
+data-free student's config: dfkd_convstem_images_mosaic) are taken from its ``summary.json``,
+and its bank is reused by ``dfkd_bank`` (``--force`` reruns them all). A bank or checkpoint is used
 for the figures only while its file is the one the row was made with (a hash of the bank's
 ``summary.json`` and of the checkpoint is stored). Writes
 ``quality.json``, ``quality.md`` and ``quality.png`` under ``benchmarks/results/``.
@@ -141,6 +146,12 @@ ROWS = {
     'dfkd_bank': ('ViT student, data-free (stored bank)', 'dfkd_bank_deit_tiny_shapes.py'),
     'dfkd_images_mosaic': ('ViT student, data-free (stored images in mosaics, teacher online)',
                            'dfkd_images_mosaic_deit_tiny_shapes.py'),
+    'student_real_kd_convstem': ('hybrid ViT student (the teacher\'s stem, inherited and '
+                                 'frozen), real images + KD',
+                                 'kd_convstem_deit_tiny_shapes_real.py'),
+    'dfkd_convstem_images_mosaic': ('hybrid ViT student (the teacher\'s stem, inherited and '
+                                    'frozen), data-free (stored images in mosaics, teacher '
+                                    'online)', 'dfkd_convstem_images_mosaic_deit_tiny_shapes.py'),
     'dfkd_images_mosaic_photometric': ('ViT student, data-free (stored images in mosaics, '
                                        'colours randomized, teacher online)',
                                        'dfkd_images_mosaic_photometric_deit_tiny_shapes.py'),
@@ -235,8 +246,11 @@ TEACHER_COMPARISONS = (
       'dfkd_procedural_mosaic', 'dfkd_vit256_procedural_mosaic')),
 )
 # The row whose mAP the synthetic / real ratio divides by: the same student with the same
-# distillation terms, on the real train images.
+# distillation terms, on the real train images; rows of another student shape divide by that
+# student's row (``REAL_KD_ROWS``).
 REAL_KD_ROW = 'student_real_kd'
+REAL_KD_ROWS = {name: 'student_real_kd_convstem'
+                for name in ('student_real_kd_convstem', 'dfkd_convstem_images_mosaic')}
 # The row whose checkpoint gives the realism features: trained on the real train images
 # without the teacher (see demo/realism.py for why not the teacher).
 FEATURE_ROW = 'student_real'
@@ -608,9 +622,9 @@ def add_realism(results: Dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def report_values(results: Dict[str, Any]) -> Dict[str, Dict[str, Optional[float]]]:
-    """Per row of ``ROWS`` in the results: ``ratio`` (its mAP / the ``student_real_kd`` row's)
-    and ``retention`` (its mAP / the teacher's); None where the row is the teacher or the
-    divisor is missing or 0."""
+    """Per row of ``ROWS`` in the results: ``ratio`` (its mAP / the ``student_real_kd`` row's,
+    or the row ``REAL_KD_ROWS`` names for it) and ``retention`` (its mAP / the teacher's); None
+    where the row is the teacher or the divisor is missing or 0."""
     rows = results['rows']
 
     def over(name: str, reference: str) -> Optional[float]:
@@ -619,7 +633,8 @@ def report_values(results: Dict[str, Any]) -> Dict[str, Dict[str, Optional[float
             return None
         return rows[name]['bbox_mAP'] / divisor
 
-    return {name: dict(ratio=over(name, REAL_KD_ROW), retention=over(name, 'teacher'))
+    return {name: dict(ratio=over(name, REAL_KD_ROWS.get(name, REAL_KD_ROW)),
+                       retention=over(name, 'teacher'))
             for name in ROWS if name in rows}
 
 
@@ -667,9 +682,11 @@ def report_table(results: Dict[str, Any]) -> str:
     borrowed = [f"{ROWS[name][0]}: {rows[name]['synthesis']['bank']}" for name in ROWS
                 if name in rows and row_kind(name) == 'online' and rows[name].get('synthesis')]
     realism = next((row['realism'] for row in rows.values() if row.get('realism')), None)
+    variants = sorted({reference for name, reference in REAL_KD_ROWS.items() if name in rows})
     lines += ['', f'synthetic / real: mAP over the mAP of "{ROWS[REAL_KD_ROW][0]}" (same '
-              'student, same distillation terms and the ground truth, real train images); '
-              'retention: mAP over the '
+              'student, same distillation terms and the ground truth, real train images)'
+              + ''.join(f'; rows of the student of "{ROWS[reference][0]}": over its mAP'
+                        for reference in variants) + '; retention: mAP over the '
               f'teacher\'s; target {TARGET} for both.',
               'Teacher passes per synthetic image, synthetic images per second and fidelity '
               '(teacher mAP50 on its own synthetic images against their targets) from the '

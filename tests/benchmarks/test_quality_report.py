@@ -125,7 +125,8 @@ def test_config_fingerprint_follows_the_resolved_config(tmp_path):
 def test_rows_are_of_the_kind_their_config_says():
     kinds = {name: quality.row_kind(name) for name in quality.ROWS}
     assert kinds == dict(teacher='teacher', student_real='real', student_real_kd='real',
-                         student_real_kd_nogt='real', dfkd_inversion='online',
+                         student_real_kd_nogt='real', student_real_kd_convstem='real',
+                         dfkd_convstem_images_mosaic='bank', dfkd_inversion='online',
                          dfkd_competition='online', dfkd_generator='online', dfkd_images='bank',
                          dfkd_bank='bank', dfkd_images_mosaic='bank',
                          dfkd_images_mosaic_photometric='bank',
@@ -506,3 +507,15 @@ def test_a_teacher_variants_rows_are_kept_on_rerun(tmp_path, monkeypatch):
     assert ran == ['teacher']
     with open(tmp_path / 'out' / 'quality_frozen.json') as f:
         assert json.load(f)['teacher_config'] == teacher
+
+
+def test_a_student_variant_is_divided_by_its_own_real_image_reference():
+    """The hybrid student's data-free row over the hybrid student's real-image KD row, not the
+    plain student's; retention is over the teacher for every row."""
+    values = quality.report_values(_results(
+        teacher=0.4, student_real_kd=0.38, dfkd_images_mosaic=0.19,
+        student_real_kd_convstem=0.36, dfkd_convstem_images_mosaic=0.27))
+    assert values['dfkd_images_mosaic']['ratio'] == pytest.approx(0.5)
+    assert values['dfkd_convstem_images_mosaic'] == dict(ratio=pytest.approx(0.75),
+                                                        retention=pytest.approx(0.675))
+    assert values['student_real_kd_convstem']['ratio'] == pytest.approx(1.0)

@@ -12,7 +12,8 @@ from mmdfkd.utils.config import ConfigOptionError
 from mmdfkd.utils.paths import check_teacher_checkpoints
 
 CONFIGS = {name: osp.join(REPO_ROOT, 'configs', name) for name in (
-    'dfkd_vit_det.py', 'dfkd_vit_det_deit_small.py', 'dfkd_vit_det_faster_rcnn.py')}
+    'dfkd_vit_det.py', 'dfkd_vit_det_deit_small.py', 'dfkd_vit_det_faster_rcnn.py',
+    'dfkd_vit_det_convstem.py')}
 ZOO = 'https://download.openmmlab.com/mmdetection/v2.0/'
 FILE_KEYS = ('ann_file', 'data_prefix', 'data_root', 'img_path', 'LoadImageFromFile')
 
@@ -130,6 +131,8 @@ def test_train_dataloader_opens_no_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize('name, terms', [
     ('dfkd_vit_det.py', ['PKDLoss_neck', 'ClassificationKDLoss_bbox_head', 'PseudoBoxLoss']),
     ('dfkd_vit_det_faster_rcnn.py', ['PKDLoss_neck', 'PseudoBoxLoss']),
+    ('dfkd_vit_det_convstem.py',
+     ['PKDLoss_neck', 'ClassificationKDLoss_bbox_head', 'PseudoBoxLoss']),
 ])
 def test_recipe_builds_and_inverts_with_a_random_zoo_shaped_teacher(name, terms, tmp_path):
     """Build the distiller (an R50 teacher loaded strictly from a random fp16 state dict of
@@ -155,6 +158,12 @@ def test_recipe_builds_and_inverts_with_a_random_zoo_shaped_teacher(name, terms,
     model = MODELS.build(cfg.model)
     assert [term.name for term in model.terms] == terms
     assert model.student.bbox_head.num_classes == 80
+    if 'conv_stem' in cfg.model.student.backbone:  # the teacher's frozen R50 stem, inherited
+        model.init_weights()
+        stem = model.student.backbone.vit.patch_embed.stem
+        assert torch.equal(stem.layer1[2].conv3.weight,
+                           model.teachers[0].backbone.layer1[2].conv3.weight)
+        assert not any(p.requires_grad for p in stem.parameters())
 
     synthesizer_cfg = dict(cfg.custom_hooks[0].synthesizer, total_steps=1, lowres_steps=0,
                            fp_sampling=None)

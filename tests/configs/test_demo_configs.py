@@ -264,3 +264,27 @@ def test_the_augmented_inversion_adds_only_zoom_and_colour_shift():
     assert training.synthesis_config == 'dfkd_augmented_deit_tiny_shapes.py'
     assert training.model == mosaic.model
     assert training.train_dataloader.dataset.pipeline == mosaic.train_dataloader.dataset.pipeline
+
+
+@pytest.mark.parametrize('plain,hybrid', [
+    ('dfkd_images_mosaic_deit_tiny_shapes.py', 'dfkd_convstem_images_mosaic_deit_tiny_shapes.py'),
+    ('kd_deit_tiny_shapes_real.py', 'kd_convstem_deit_tiny_shapes_real.py')])
+def test_the_hybrid_student_configs_change_only_the_students_tokenizer_and_inheritance(
+        plain, hybrid):
+    """The data-free row and its real-image reference, with the teacher's stem under the ViT."""
+    plain, hybrid = (Config.fromfile(osp.join(DEMO, name)).to_dict() for name in (plain, hybrid))
+    backbone = hybrid['model']['student']['backbone']
+    stem = backbone.pop('conv_stem')
+    assert (backbone.pop('spt'), plain['model']['student']['backbone'].pop('spt')) == (False,
+                                                                                      True)
+    assert stem['type'] == 'ResNet' and stem['depth'] == 18 and stem['num_stages'] == 1
+    # 4 ViT blocks instead of 6 pay for the stem (the student stays lighter than the teacher).
+    assert (backbone['timm_kwargs'].pop('depth'),
+            plain['model']['student']['backbone']['timm_kwargs'].pop('depth')) == (4, 6)
+    assert stem['frozen_stages'] == 1 and stem['norm_eval'] is True
+    assert hybrid['model'].pop('inherit') == [
+        'bbox_head', dict(student='backbone.vit.patch_embed.stem', teacher='backbone')]
+    assert plain['model'].pop('inherit') == ['bbox_head']
+    for cfg in (plain, hybrid):  # the two values the hybrid distillers merge
+        cfg.pop('conv_stem_student', None), cfg.pop('conv_stem_inherit', None)
+    assert hybrid == plain

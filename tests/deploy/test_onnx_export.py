@@ -151,6 +151,21 @@ def test_a_dynamic_export_of_windowed_attention_is_refused(tiny_shapes_root, tmp
     assert diff < RAW_ATOL, checked
 
 
+def test_the_hybrid_student_exports_at_any_size(tiny_shapes_root, tmp_path, capsys):
+    """make demo's data-free student: the teacher's ResNet stem under the ViT."""
+    stem = load_config(osp.join(REPO_ROOT, 'configs', 'demo', '_base_', 'models',
+                                'conv_stem_r18.py')).conv_stem_student.backbone.conv_stem
+    config, checkpoint = write_small_student(str(tmp_path), tiny_shapes_root, spt=False,
+                                             conv_stem=stem.to_dict())
+    out = str(tmp_path / 'hybrid.onnx')
+    export_onnx_tool.main([config, checkpoint, '--out', out, '--dynamic'])
+    checked = capsys.readouterr().out
+    assert osp.isfile(out)
+    diffs = [float(part.split(';')[0])
+             for part in checked.split('raw head outputs max abs diff ')[1:]]
+    assert len(diffs) == 2 and max(diffs) < RAW_ATOL, checked  # 128x128 and 224x96
+
+
 def test_a_distillation_checkpoint_without_a_student_is_refused(student, tmp_path):
     checkpoint = str(tmp_path / 'teacher_only.pth')
     torch.save(dict(state_dict={'teachers.0.x': torch.zeros(1)}), checkpoint)

@@ -1,4 +1,5 @@
-"""TimmViT: timm ViTs by name at any input size, windowed attention, LSA, SPT, freezing, weights."""
+"""TimmViT: timm ViTs by name at any input size, windowed attention, LSA, SPT, conv stems,
+freezing, weights."""
 import pytest
 import timm
 import torch
@@ -8,6 +9,7 @@ from timm.layers import Attention, PatchEmbed, resample_abs_pos_embed
 
 import mmdfkd.models.backbones.timm_vit as timm_vit_module
 from mmdfkd.models.backbones import ShiftedPatchEmbed, TimmViT, WindowedAttention
+from mmdfkd.models.backbones.conv_stem_patch_embed import ConvStemPatchEmbed
 
 register_all_modules()
 
@@ -133,6 +135,56 @@ def test_spt_backbone_at_any_size():
     assert out.shape == (2, 192, 4, 3)
     out.sum().backward()
     assert backbone.vit.patch_embed.patch_norm.weight.grad.abs().sum() > 0
+
+
+R18_STEM = dict(type='ResNet', depth=18, num_stages=1, strides=(1,), dilations=(1,),
+                out_indices=(0,), frozen_stages=1, norm_eval=True,
+                norm_cfg=dict(type='BN', requires_grad=False), init_cfg=None)
+
+
+def _small_vit(**kwargs) -> TimmViT:
+    return TimmViT(window_size=0, timm_kwargs=dict(img_size=64, patch_size=8, depth=2,
+                                                   embed_dim=32, num_heads=2), **kwargs)
+
+
+def test_conv_stem_tokens_are_patches_of_the_stem_map():
+    torch.manual_seed(0)
+    backbone = _small_vit(conv_stem=R18_STEM).eval()
+    embed = backbone.vit.patch_embed
+    assert isinstance(embed, ConvStemPatchEmbed)
+    assert embed.stem_stride == 4  # conv1 stride 2, max pool stride 2
+    assert embed.proj.in_channels == 64 and embed.proj.kernel_size == (2, 2)
+    x = torch.randn(2, 3, 50, 70)  # padded to 56 x 72: a 7 x 9 token grid at stride 8
+    with torch.no_grad():
+        (out,) = backbone(x)
+        tokens = embed(x)
+        stem_map = embed.stem(torch.nn.functional.pad(x, (0, 2, 0, 6)))[-1]
+    assert out.shape == (2, 32, 7, 9)
+    assert stem_map.shape == (2, 64, 14, 18)
+    # Token (row 3, column 5) is the projection of the stem map's 2 x 2 patch at (6, 10).
+    patch = stem_map[:, :, 6:8, 10:12].flatten(1)
+    expected = patch @ embed.proj.weight.flatten(1).T + embed.proj.bias
+    torch.testing.assert_close(tokens[:, 3, 5], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_conv_stem_stays_in_eval_mode_and_the_rest_learns():
+    backbone = _small_vit(conv_stem=R18_STEM).train()
+    stem = backbone.vit.patch_embed.stem
+    assert not stem.bn1.training and not stem.layer1[1].bn2.training
+    running_mean = stem.bn1.running_mean.clone()
+    backbone(torch.randn(2, 3, 64, 64))[0].square().sum().backward()
+    torch.testing.assert_close(stem.bn1.running_mean, running_mean)  # BN statistics kept
+    assert all(p.grad is None for p in stem.parameters())
+    assert backbone.vit.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert backbone.vit.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_conv_stem_configs_that_cannot_work_are_explained():
+    with pytest.raises(ValueError, match='spt=False'):
+        _small_vit(spt=True, conv_stem=R18_STEM)
+    deep_stem = dict(R18_STEM, num_stages=2, strides=(1, 2), dilations=(1, 1), out_indices=(1,))
+    with pytest.raises(ValueError, match=r"patch_size 4 is not a multiple.*stride 8"):
+        TimmViT(window_size=0, conv_stem=deep_stem, timm_kwargs=dict(patch_size=4))
 
 
 def test_out_indices_prune_blocks_norm_and_head():

@@ -1,8 +1,10 @@
 """Shifted patch tokenization (SPT) as a drop-in timm patch embedding."""
 import torch
 import torch.nn.functional as F
-from timm.layers import Format, PatchEmbed
+from timm.layers import PatchEmbed
 from torch import nn
+
+from .patch_tokens import format_tokens, pad_to_patches
 
 __all__ = ['ShiftedPatchEmbed']
 
@@ -46,24 +48,12 @@ class ShiftedPatchEmbed(PatchEmbed):
         padded = F.pad(x, (s_w, s_w, s_h, s_h))
         shifted = [padded[..., dy:dy + H, dx:dx + W]
                    for dy in (0, 2 * s_h) for dx in (0, 2 * s_w)]
-        x = torch.cat([x] + shifted, dim=1)
-        if self.dynamic_img_pad:
-            x = F.pad(x, (0, -W % p_w, 0, -H % p_h))
-        elif H % p_h or W % p_w:
-            raise ValueError(
-                f'input size {H}x{W} is not a multiple of the patch size {p_h}x{p_w}; pad it or '
-                f'build the layer with dynamic_img_pad=True')
+        x = pad_to_patches(torch.cat([x] + shifted, dim=1), self.patch_size,
+                           self.dynamic_img_pad)
         B, C = x.shape[:2]
         g_h, g_w = x.shape[2] // p_h, x.shape[3] // p_w
         # (B, C, gH, p, gW, p) -> (B, gH, gW, C * p * p): the layout of the conv weight's
         # (in_chans, p, p) dimensions, so the conv equals this linear map.
         patches = x.reshape(B, C, g_h, p_h, g_w, p_w).permute(0, 2, 4, 1, 3, 5).flatten(3)
         x = F.linear(self.patch_norm(patches), self.proj.weight.flatten(1), self.proj.bias)
-        if self.flatten:
-            x = x.flatten(1, 2)
-        elif self.output_fmt == Format.NCHW:
-            x = x.permute(0, 3, 1, 2)
-        elif self.output_fmt != Format.NHWC:
-            raise ValueError(f'ShiftedPatchEmbed supports NHWC, NCHW or flattened output, '
-                             f'got {self.output_fmt}')
-        return self.norm(x)
+        return self.norm(format_tokens(x, self.flatten, self.output_fmt, 'ShiftedPatchEmbed'))

@@ -15,6 +15,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from mmdfkd.utils.checkpoint_files import (CheckpointFileError, check_checkpoint_file,
                                            checkpoint_problem)
 
+from .conv_stem_patch_embed import ConvStemPatchEmbed
 from .shifted_patch_embed import ShiftedPatchEmbed
 from .windowed_attention import WindowedAttention
 
@@ -40,6 +41,10 @@ class TimmViT(BaseModule):
     shifted patch tokenization (``spt``, :class:`ShiftedPatchEmbed`) and locality self-attention
     (``lsa``: learnable temperature and diagonal masking, in every block).
 
+    A convolutional stem (``conv_stem``, :class:`ConvStemPatchEmbed`) makes it a hybrid ViT:
+    patches are cut from the stem's feature map instead of the image. Its point here is that a
+    student can inherit a CNN teacher's stem (``DetectionDistiller(inherit=...)``).
+
     Weights: timm initialises them at construction. ``init_cfg=dict(type='Pretrained',
     checkpoint=PATH)`` loads a local timm/DeiT checkpoint (``.pth`` or ``.safetensors``) in
     :meth:`init_weights`, through timm's ``checkpoint_filter_fn`` (position embedding and patch
@@ -63,6 +68,10 @@ class TimmViT(BaseModule):
             run each backward before the next forward at another input size. Defaults to False.
         spt (bool): Shifted patch tokenization. Defaults to False.
         lsa (bool): Locality self-attention in every block. Defaults to False.
+        conv_stem (dict, optional): mmdet backbone config of a convolutional stem whose last
+            output map is tokenized (its stride must divide the patch size), e.g.
+            ``dict(type='ResNet', depth=18, num_stages=1, out_indices=(0,), frozen_stages=1,
+            norm_eval=True)``. Not with ``spt``. Defaults to None (patches of the image).
         timm_kwargs (dict, optional): Further keyword arguments for ``timm.create_model``, e.g.
             ``img_size`` (the grid the position embedding is stored at). Defaults to None.
         init_cfg (dict, optional): None, or ``dict(type='Pretrained', checkpoint=PATH)``.
@@ -83,6 +92,7 @@ class TimmViT(BaseModule):
                  with_cp: bool = False,
                  spt: bool = False,
                  lsa: bool = False,
+                 conv_stem: Optional[dict] = None,
                  timm_kwargs: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if init_cfg is not None and (not isinstance(init_cfg, dict)
@@ -98,8 +108,13 @@ class TimmViT(BaseModule):
                 f'or timm.list_models("deit*")')
         kwargs = dict(num_classes=0, dynamic_img_size=True, dynamic_img_pad=True,
                       drop_path_rate=drop_path_rate, **(timm_kwargs or {}))
+        if spt and conv_stem is not None:
+            raise ValueError('TimmViT: spt and conv_stem both replace the patch embedding; set '
+                             'spt=False to tokenize the conv stem\'s map, or conv_stem=None.')
         if spt:
             kwargs['embed_layer'] = ShiftedPatchEmbed
+        elif conv_stem is not None:
+            kwargs['embed_layer'] = partial(ConvStemPatchEmbed, stem=conv_stem)
         try:
             vit = timm.create_model(model_name, pretrained=False, **kwargs)
         except TypeError as e:

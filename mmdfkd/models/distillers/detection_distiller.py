@@ -18,7 +18,7 @@ from ..losses.utils import check_loss_weight
 from ..utils.detector_runs import forward_sources, shared_features
 from ..utils.normalization import normalize_like, renormalize
 from ..utils.recorder import ModuleOutputRecorder
-from .inheritance import inherit_weights, inheritance_pairs
+from .inheritance import inherit_weights, inheritance_pairs, parse_inherit
 from .sources import record_sources, select_sources, source_modules
 from .teacher_loader import load_teacher_checkpoint, resolve_teacher_config
 from .terms import TermBatch, build_term, check_unique_names, scale_losses
@@ -107,12 +107,14 @@ class DetectionDistiller(BaseDetector):
             teachers the term uses, default all), ``name`` (unique among the terms) and
             ``fg_mask``. A key the term's kind does not read is a build error.
         gt_loss_weight: Weight of the student's own loss on the batch's ground truth, >= 0.
-        inherit: Names of student submodules (e.g. ``['bbox_head']``) that start from the
-            first teacher's weights instead of their own initialization (FGD's inheriting
-            strategy): every parameter and buffer with a same-named, same-shaped teacher
-            counterpart is copied by ``init_weights``; norm layers of another type (GroupNorm
-            from BatchNorm) take the affine weight and bias. Checked at build time: the
-            submodule must exist in both and its shapes must match.
+        inherit: Student submodules that start from the first teacher's weights instead of
+            their own initialization (FGD's inheriting strategy): a name (e.g.
+            ``'bbox_head'``), the same in both, or ``dict(student=NAME, teacher=NAME)`` where
+            the names differ (a hybrid ViT's stem, ``'backbone.vit.patch_embed.stem'``, from
+            the teacher's ``'backbone'``). Every parameter and buffer with a same-named,
+            same-shaped teacher counterpart is copied by ``init_weights``; norm layers of
+            another type (GroupNorm from BatchNorm) take the affine weight and bias. Checked
+            at build time: the submodules must exist and their shapes must match.
         class_mapping: ``{teacher_label: student_label}`` when the teachers' classes differ
             from the student's; needed if the class counts differ.
         predict_with: ``'student'`` (default) or ``'teacher'``/``'teacherN'``: which model
@@ -130,7 +132,7 @@ class DetectionDistiller(BaseDetector):
                  teachers: Union[dict, Sequence[dict]],
                  distill_losses: Sequence[dict] = (),
                  gt_loss_weight: float = 1.0,
-                 inherit: Sequence[str] = (),
+                 inherit: Union[str, dict, Sequence[Union[str, dict]]] = (),
                  class_mapping: Optional[Dict[int, int]] = None,
                  predict_with: str = 'student',
                  config_dir: Optional[str] = None,
@@ -175,10 +177,13 @@ class DetectionDistiller(BaseDetector):
         self._check_classes()
         self.predict_with = predict_with
         self._teacher_to_predict()  # validates predict_with
-        self.inherit = [inherit] if isinstance(inherit, str) else list(inherit)
-        for module in self.inherit:
+        try:
+            self.inherit = parse_inherit(inherit)
+        except ValueError as error:
+            raise ValueError(f'model.{error.args[0]}') from None
+        for module, teacher_module in self.inherit:
             try:
-                inheritance_pairs(self.student, self.teachers[0], module)
+                inheritance_pairs(self.student, self.teachers[0], module, teacher_module)
             except (KeyError, ValueError) as error:
                 raise type(error)(f'model.{error.args[0]}') from None
 
@@ -265,9 +270,10 @@ class DetectionDistiller(BaseDetector):
         """Initializes the student (the ``inherit`` submodules from the first teacher) and the
         terms' learned parts (adapters); the loaded teachers are left alone."""
         self.student.init_weights()
-        for module in self.inherit:
-            kept = inherit_weights(self.student, self.teachers[0], module)
-            print_log(f'DetectionDistiller: student {module} inherited from teacher 0'
+        for module, teacher_module in self.inherit:
+            kept = inherit_weights(self.student, self.teachers[0], module, teacher_module)
+            print_log(f'DetectionDistiller: student {module} inherited from teacher 0 '
+                      f'({teacher_module})'
                       + (f'; kept as initialized: {", ".join(kept)}' if kept else ''),
                       logger='current')
         for term in self.terms:

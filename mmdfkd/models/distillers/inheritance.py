@@ -6,7 +6,7 @@ distillation only has to make the student's features teacher-like. Normalization
 differ in type (a GroupNorm student head inheriting from a BatchNorm teacher head): their
 affine weight and bias are copied, running statistics only between layers that both keep them.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +29,14 @@ def _counterpart(path: str, teacher_modules: Dict[str, nn.Module],
     return None
 
 
-def inheritance_pairs(student: nn.Module, teacher: nn.Module,
-                      module: str) -> Tuple[List[Tuple[str, Tensor, Tensor]], List[str]]:
+def inheritance_pairs(student: nn.Module, teacher: nn.Module, module: str,
+                      teacher_module: Optional[str] = None
+                      ) -> Tuple[List[Tuple[str, Tensor, Tensor]], List[str]]:
     """Pairs every parameter and buffer of ``student.<module>`` with the teacher's tensor it
     inherits.
 
-    Modules are paired by name below ``module``; within a pair, tensors by name. A student
+    Modules are paired by name below ``module`` in the student and ``teacher_module`` in the
+    teacher (the teacher may have more); within a pair, tensors by name. A student
     tensor without a teacher tensor of the same name (e.g. nothing to take a GroupNorm's
     weight from in a teacher without norm, or running statistics a GroupNorm lacks) is left as
     initialized and listed.
@@ -42,22 +44,26 @@ def inheritance_pairs(student: nn.Module, teacher: nn.Module,
     Args:
         student: Student detector.
         teacher: Teacher detector.
-        module: Name of the submodule to inherit, e.g. ``'bbox_head'``.
+        module: Name of the student submodule to inherit, e.g. ``'bbox_head'``.
+        teacher_module: Name of the teacher submodule it inherits from, e.g. ``'backbone'``
+            for a student's convolutional stem (``'backbone.vit.patch_embed.stem'``) that has
+            the first layers of the teacher's backbone. Defaults to ``module``.
 
     Returns:
         ``(pairs, kept)``: ``(name, student_tensor, teacher_tensor)`` for every inherited
         tensor, and the names of the student tensors left as initialized.
 
     Raises:
-        KeyError: If either detector lacks ``module``.
+        KeyError: If the student lacks ``module`` or the teacher ``teacher_module``.
         ValueError: If a paired tensor differs in shape, or nothing would be inherited.
     """
     roots = []
-    for role, detector in (('student', student), ('teacher', teacher)):
+    for role, detector, name in (('student', student, module),
+                                 ('teacher', teacher, teacher_module or module)):
         try:
-            roots.append(resolve_submodule(detector, module))
+            roots.append(resolve_submodule(detector, name))
         except KeyError as error:
-            raise KeyError(f'inherit: the {role} has no submodule {module!r} ({error.args[0]}); '
+            raise KeyError(f'inherit: the {role} has no submodule {name!r} ({error.args[0]}); '
                            f'remove it from `inherit`.') from None
     student_root, teacher_root = roots
     student_modules = dict(student_root.named_modules())
@@ -88,6 +94,33 @@ def inheritance_pairs(student: nn.Module, teacher: nn.Module,
     return pairs, kept
 
 
+def parse_inherit(inherit: Union[str, dict, Sequence[Union[str, dict]]]
+                  ) -> List[Tuple[str, str]]:
+    """``DetectionDistiller``'s ``inherit`` as ``(student_module, teacher_module)`` pairs.
+
+    Args:
+        inherit: A submodule name (the same in student and teacher), a
+            ``dict(student=NAME, teacher=NAME)``, or a list of either.
+
+    Raises:
+        ValueError: If an entry is neither, naming the entry and the accepted forms.
+    """
+    entries = [inherit] if isinstance(inherit, (str, dict)) else list(inherit)
+    pairs = []
+    for entry in entries:
+        if isinstance(entry, str):
+            pairs.append((entry, entry))
+        elif (isinstance(entry, dict) and set(entry) == {'student', 'teacher'}
+              and all(isinstance(v, str) for v in entry.values())):
+            pairs.append((entry['student'], entry['teacher']))
+        else:
+            raise ValueError(
+                f'inherit: {entry!r} is not a submodule name or dict(student=NAME, '
+                f'teacher=NAME); write e.g. inherit=[\'bbox_head\', dict(student=\'backbone.'
+                f'vit.patch_embed.stem\', teacher=\'backbone\')].')
+    return pairs
+
+
 def _own_tensors(module: nn.Module) -> Dict[str, Tensor]:
     """A module's own parameters and buffers (not its children's), by name."""
     tensors = dict(module.named_parameters(recurse=False))
@@ -97,13 +130,14 @@ def _own_tensors(module: nn.Module) -> Dict[str, Tensor]:
 
 
 @torch.no_grad()
-def inherit_weights(student: nn.Module, teacher: nn.Module, module: str) -> List[str]:
+def inherit_weights(student: nn.Module, teacher: nn.Module, module: str,
+                    teacher_module: Optional[str] = None) -> List[str]:
     """Copies the teacher's weights into ``student.<module>`` (see :func:`inheritance_pairs`).
 
     Returns:
         The names of the student tensors left as initialized.
     """
-    pairs, kept = inheritance_pairs(student, teacher, module)
+    pairs, kept = inheritance_pairs(student, teacher, module, teacher_module)
     for _, target, source in pairs:
         target.copy_(source.to(dtype=target.dtype, device=target.device))
     return kept

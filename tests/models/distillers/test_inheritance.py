@@ -1,5 +1,6 @@
 """DetectionDistiller(inherit=...): student submodules start from the teacher's weights."""
 import copy
+import os.path as osp
 
 import pytest
 import torch
@@ -8,8 +9,10 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 import mmdfkd  # noqa: F401
+from conftest import REPO_ROOT
 from distill_fixtures import save_teacher_checkpoint, student_model_cfg, teacher_model_cfg
 from mmdfkd.models.distillers.inheritance import inheritance_pairs
+from mmdfkd.utils import load_config
 
 register_all_modules(init_default_scope=True)
 
@@ -96,3 +99,35 @@ def test_tensors_without_a_teacher_counterpart_are_kept_and_listed():
 
     assert [name for name, _, _ in pairs] == ['block.conv.weight']
     assert kept == ['block.gn.weight', 'block.gn.bias']
+
+
+def test_a_hybrid_vit_inherits_the_teachers_stem_and_computes_its_first_stage(teacher_ckpt):
+    """dict(student=..., teacher=...) pairs submodules of different names: the demo's hybrid
+    student (configs/demo/_base_/models/conv_stem_r18.py) takes the teacher's backbone stem."""
+    pieces = load_config(osp.join(REPO_ROOT, 'configs', 'demo', '_base_', 'models',
+                                  'conv_stem_r18.py'))
+    student = load_config(osp.join(REPO_ROOT, 'configs', 'demo', '_base_', 'models',
+                                   'retinanet_deit_tiny_shapes.py')).model.to_dict()
+    student['backbone'].update(pieces.conv_stem_student.backbone.to_dict())
+    model = _distiller(teacher_ckpt, student, pieces.conv_stem_inherit.copy())
+    stem, teacher = model.student.backbone.vit.patch_embed.stem, model.teachers[0].backbone
+    assert not torch.equal(stem.conv1.weight, teacher.conv1.weight)
+
+    model.init_weights()
+    model.train()  # the stem stays in eval mode (frozen, norm_eval), like the teacher
+
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = teacher.layer1(teacher.maxpool(teacher.relu(teacher.bn1(teacher.conv1(x)))))
+        torch.testing.assert_close(stem(x)[-1], expected)
+    assert not any(p.requires_grad for p in stem.parameters())
+    # Parts of the teacher's backbone the stem lacks (layer2..4) are not an error.
+    assert not hasattr(stem, 'layer2')
+
+
+def test_malformed_inherit_entries_are_a_build_error(teacher_ckpt):
+    with pytest.raises(ValueError, match=r"model.inherit: .*dict\(student=NAME, teacher=NAME\)"):
+        _distiller(teacher_ckpt, student_model_cfg(), [dict(student='backbone')])
+    with pytest.raises(KeyError, match="model.inherit: the teacher has no submodule 'roi_head'"):
+        _distiller(teacher_ckpt, student_model_cfg(),
+                   [dict(student='backbone', teacher='roi_head')])
