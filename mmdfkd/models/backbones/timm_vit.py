@@ -42,8 +42,9 @@ class TimmViT(BaseModule):
     (``lsa``: learnable temperature and diagonal masking, in every block).
 
     A convolutional stem (``conv_stem``, :class:`ConvStemPatchEmbed`) makes it a hybrid ViT:
-    patches are cut from the stem's feature map instead of the image. Its point here is that a
-    student can inherit a CNN teacher's stem (``DetectionDistiller(inherit=...)``).
+    patches are cut from the stem's feature map instead of the image. On the demo such a
+    student learns much more from synthetic images than the pure ViT; its stem can be trained
+    or inherited from a CNN teacher (``DetectionDistiller(inherit=...)``).
 
     Weights: timm initialises them at construction. ``init_cfg=dict(type='Pretrained',
     checkpoint=PATH)`` loads a local timm/DeiT checkpoint (``.pth`` or ``.safetensors``) in
